@@ -142,7 +142,7 @@ function measure(
       padding.push({ offset: base + off, size: at - off, in: prefix });
     }
     const path = m.name === "" ? prefix : prefix === "" ? m.name : `${prefix}.${m.name}`;
-    if (fields) {
+    if (fields && m.name !== "") {
       fields.push({
         path,
         offset: base + at,
@@ -173,16 +173,7 @@ export function layOut(def: StructDef, arch: Arch = "x86_64"): LaidOut {
   const fields: Field[] = [];
   const padding: Padding[] = [];
   const shape = measure(def, arch, "", 0, 0, fields, padding);
-  // Anonymous members produce a field whose path equals its parent's: keep
-  // only the first (outermost) entry per (path, offset, type).
-  const seen = new Set<string>();
-  const unique = fields.filter((f) => {
-    const key = `${f.path}@${f.offset}:${f.type}`;
-    if (f.path === "" || seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
-  return { name: def.name, arch, size: shape.size, align: shape.align, fields: unique, padding };
+  return { name: def.name, arch, size: shape.size, align: shape.align, fields, padding };
 }
 
 /** Find a field by dotted path; throws a descriptive error when absent. */
