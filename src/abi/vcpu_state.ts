@@ -112,7 +112,11 @@ export const TLB_ENTRY = {
     m("tag", "u64"),
     /** Host byte offset of the page in the shared memory. */
     m("host", "u32"),
-    /** Permission bits: 1 read, 2 write, 4 exec, 8 user. */
+    /**
+     * Permission bits granted by the walk (assembly/x86/tlb.ts): 1 supervisor read, 2 supervisor write,
+     * 4 supervisor exec, 8 user read, 16 user write, 32 user exec. Write bits are only granted once the
+     * PTE's D bit is set and the memslot is writable (and dirty-logged pages are already marked).
+     */
     m("perm", "u32"),
   ],
 } as const satisfies StructDef;
@@ -171,10 +175,13 @@ export const VCPU_STATE = {
     // Run statistics and control.
     m("instructions", "u64"),
     m("exits", "u64"),
+    /** RIP after an instruction whose completion waits for userspace (user-space MSR exit, hypercall exit). */
+    m("pending_rip", "u64"),
     /** Memslot generation the TLB was filled under. */
     m("tlb_gen", "u32"),
     m("replay_count", "u32"),
     m("replay_pos", "u32"),
+    /** What the next run() completes from kvm_run first: 1 MMIO read, 2 PIO in, 4 RDMSR, 8 WRMSR, 16 hypercall. */
     m("pending_flags", "u32"),
     m("replay", REPLAY_ENTRY, REPLAY_ENTRIES),
     m("tlb", TLB_ENTRY, TLB_ENTRIES),

@@ -1,0 +1,199 @@
+// RFLAGS with lazily evaluated arithmetic flags (CF PF AF ZF SF OF).
+//
+// The last flag-producing instruction records its kind (`ccOp`), operand size
+// and operands/result; a flag is computed only when something reads it. Ops
+// whose flags are awkward to recompute (shifts, rotates, MUL, BSF, ...) store
+// the six bits eagerly (`ccOp = CC_EAGER`, `ccFlags`). Every other RFLAGS bit
+// (TF IF DF IOPL NT RF VM AC VIF VIP ID, bit 1) lives in `flagsOther`.
+//
+// Inside run() the value in VS_RFLAGS is stale: the run loop calls flagsIn()
+// at entry and flagsOut() before returning; system code in between uses
+// getFlags()/setFlags() (never the state block's rflags directly).
+import { rflags, setRflags } from "./cpu";
+
+export const CF: u64 = 0x1;
+export const PF: u64 = 0x4;
+export const AF: u64 = 0x10;
+export const ZF: u64 = 0x40;
+export const SF: u64 = 0x80;
+export const TF: u64 = 0x100;
+export const IF: u64 = 0x200;
+export const DF: u64 = 0x400;
+export const OF: u64 = 0x800;
+export const OSZAPC: u64 = 0x8d5;
+
+/** Flags held in ccFlags. */
+export const CC_EAGER: i32 = 0;
+/** res = a + b */
+export const CC_ADD: i32 = 1;
+/** res = a + b + carry */
+export const CC_ADC: i32 = 2;
+/** res = a - b */
+export const CC_SUB: i32 = 3;
+/** res = a - b - carry */
+export const CC_SBB: i32 = 4;
+/** AND/OR/XOR/TEST: CF = OF = AF = 0. */
+export const CC_LOGIC: i32 = 5;
+/** INC: like ADD with b = 1, CF kept in ccCarry. */
+export const CC_INC: i32 = 6;
+/** DEC: like SUB with b = 1, CF kept in ccCarry. */
+export const CC_DEC: i32 = 7;
+
+export let ccOp: i32 = CC_EAGER;
+/** Operand size in bytes of the last lazy op (1, 2, 4, 8). */
+export let ccSize: i32 = 4;
+/** Result truncated to ccSize. */
+export let ccRes: u64 = 0;
+/** First operand (destination before the op), truncated. */
+export let ccA: u64 = 0;
+/** Second operand, truncated. */
+export let ccB: u64 = 0;
+/** Carry-in for ADC/SBB; the preserved CF (0/1) for INC/DEC. */
+export let ccCarry: u64 = 0;
+/** OSZAPC bits when ccOp == CC_EAGER. */
+export let ccFlags: u64 = 0;
+/** All non-OSZAPC bits of RFLAGS (bit 1 always set). */
+export let flagsOther: u64 = 2;
+
+@inline export function sizeMask(size: i32): u64 {
+  return size == 8 ? <u64>-1 : ((<u64>1 << (<u64>size << 3)) - 1);
+}
+@inline export function signBit(size: i32): u64 {
+  return <u64>1 << ((<u64>size << 3) - 1);
+}
+/** Sign-extend the low `size` bytes of v to 64 bits. */
+@inline export function sext(v: u64, size: i32): u64 {
+  const sh = <u64>(64 - (size << 3));
+  return <u64>((<i64>(v << sh)) >> sh);
+}
+
+@inline export function setLazy(op: i32, size: i32, res: u64, a: u64, b: u64): void {
+  ccOp = op; ccSize = size; ccRes = res; ccA = a; ccB = b;
+}
+@inline export function setLazyCarry(op: i32, size: i32, res: u64, a: u64, b: u64, carry: u64): void {
+  ccOp = op; ccSize = size; ccRes = res; ccA = a; ccB = b; ccCarry = carry;
+}
+@inline export function setEager(f: u64): void {
+  ccOp = CC_EAGER; ccFlags = f & OSZAPC;
+}
+
+/** PF for the low byte of v (PF set when the number of 1 bits is even). */
+@inline export function parity(v: u64): u64 {
+  return (~<u64>popcnt<u32>(<u32>v & 0xff) & 1) << 2;
+}
+
+export function getCF(): bool {
+  switch (ccOp) {
+    case CC_EAGER: return (ccFlags & CF) != 0;
+    case CC_ADD: return ccRes < ccA;
+    case CC_ADC: return ccCarry != 0 ? ccRes <= ccA : ccRes < ccA;
+    case CC_SUB: return ccA < ccB;
+    case CC_SBB: return ccCarry != 0 ? ccA <= ccB : ccA < ccB;
+    case CC_LOGIC: return false;
+    default: return ccCarry != 0; // INC, DEC
+  }
+}
+
+@inline export function getZF(): bool {
+  return ccOp == CC_EAGER ? (ccFlags & ZF) != 0 : ccRes == 0;
+}
+
+@inline export function getSF(): bool {
+  return ccOp == CC_EAGER ? (ccFlags & SF) != 0 : (ccRes & signBit(ccSize)) != 0;
+}
+
+export function getOF(): bool {
+  const sb = signBit(ccSize);
+  switch (ccOp) {
+    case CC_EAGER: return (ccFlags & OF) != 0;
+    case CC_ADD: case CC_ADC: case CC_INC:
+      return ((ccA ^ ccRes) & (ccB ^ ccRes) & sb) != 0;
+    case CC_SUB: case CC_SBB: case CC_DEC:
+      return ((ccA ^ ccB) & (ccA ^ ccRes) & sb) != 0;
+    default: return false; // LOGIC
+  }
+}
+
+export function getPF(): bool {
+  return ccOp == CC_EAGER ? (ccFlags & PF) != 0 : parity(ccRes) != 0;
+}
+
+export function getAF(): bool {
+  if (ccOp == CC_EAGER) return (ccFlags & AF) != 0;
+  if (ccOp == CC_LOGIC) return false;
+  return ((ccA ^ ccB ^ ccRes) & 0x10) != 0;
+}
+
+/** The six arithmetic flags, materialised. */
+export function getOszapc(): u64 {
+  if (ccOp == CC_EAGER) return ccFlags;
+  let f: u64 = parity(ccRes);
+  if (getCF()) f |= CF;
+  if (getAF()) f |= AF;
+  if (ccRes == 0) f |= ZF;
+  if ((ccRes & signBit(ccSize)) != 0) f |= SF;
+  if (getOF()) f |= OF;
+  return f;
+}
+
+/** RFLAGS, materialised (bit 1 set). */
+export function getFlags(): u64 {
+  return flagsOther | getOszapc();
+}
+
+/** Replace all of RFLAGS (bit 1 forced on, bits 3/5/15/22+ forced off). */
+export function setFlags(v: u64): void {
+  const clean = (v & 0x3f7fd7) | 2;
+  flagsOther = clean & ~OSZAPC;
+  setEager(clean);
+}
+
+/** Replace only the OSZAPC bits that are set in `mask` (others kept). */
+export function setOszapcMasked(v: u64, mask: u64): void {
+  setEager((getOszapc() & ~mask) | (v & mask));
+}
+
+/** Set/clear one of the non-arithmetic flags (DF, IF, TF, AC, ...). */
+@inline export function setOtherFlag(bit: u64, on: bool): void {
+  flagsOther = on ? flagsOther | bit : flagsOther & ~bit;
+}
+@inline export function dfSet(): bool {
+  return (flagsOther & DF) != 0;
+}
+
+/** Load RFLAGS from the state block (run() entry). */
+export function flagsIn(): void {
+  setFlags(rflags());
+}
+/** Store the materialised RFLAGS into the state block (before run() returns). */
+export function flagsOut(): void {
+  setRflags(getFlags());
+}
+
+/**
+ * Condition code cc (0–15, the low nibble of Jcc/SETcc/CMOVcc):
+ * O NO B AE E NE BE A S NS P NP L GE LE G.
+ */
+export function cond(cc: i32): bool {
+  let r: bool;
+  switch (cc >> 1) {
+    case 0: r = getOF(); break;
+    case 1: r = getCF(); break;
+    case 2: r = getZF(); break;
+    case 3:
+      if (ccOp == CC_SUB) r = ccA <= ccB; // CMP/SUB fast path: below or equal
+      else r = getCF() || getZF();
+      break;
+    case 4: r = getSF(); break;
+    case 5: r = getPF(); break;
+    case 6:
+      if (ccOp == CC_SUB) r = <i64>sext(ccA, ccSize) < <i64>sext(ccB, ccSize);
+      else r = getSF() != getOF();
+      break;
+    default:
+      if (ccOp == CC_SUB) r = <i64>sext(ccA, ccSize) <= <i64>sext(ccB, ccSize);
+      else r = getZF() || (getSF() != getOF());
+      break;
+  }
+  return (cc & 1) != 0 ? !r : r;
+}
