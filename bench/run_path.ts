@@ -1,0 +1,269 @@
+/**
+ * Turns a {@link BenchPath} into a VM and a timed loop, and checks after
+ * every sample that the guest and the handler really did the work counted
+ * (handler calls = exits, bytes seen = bytes written, retired instructions =
+ * units × instructions per unit).
+ *
+ * @module
+ */
+import { KVM_CONSTANTS as K, exitReasonName } from "../src/abi/constants.ts";
+import type { BusAccess, BusDevice } from "../src/devices/bus.ts";
+import { decodeExit, ioIsOut, ioPort, ioSingleData, mmioData, mmioIsWrite, mmioPhysAddr } from "../src/exits/decode.ts";
+import type { ExitHandlers } from "../src/exits/dispatch.ts";
+import { RESUME } from "../src/exits/outcome.ts";
+import { assemble } from "../src/asm/x86.ts";
+import type { Vcpu } from "../src/vcpu.ts";
+import type { Vm } from "../src/vm.ts";
+import { createVmWithOneVcpu } from "../src/x86/setup.ts";
+import { type BenchPath, LOAD, type Sink } from "./paths.ts";
+
+/** One timed run of a path. */
+export interface Sample {
+  /** Units done (exits or instructions). */
+  readonly units: number;
+  readonly ms: number;
+  /** Guest instructions retired during the sample. */
+  readonly instructions: number;
+}
+
+/** A path set up and ready to run. */
+export interface Prepared {
+  readonly path: BenchPath;
+  readonly vm: Vm;
+  readonly vcpu: Vcpu;
+  readonly sink: Sink;
+  /** Do about `n` units; returns the units done. Throws on any unexpected exit. */
+  step(n: number): number;
+}
+
+/** A path's run did something other than what it measures. */
+export class BenchPathError extends Error {
+  constructor(readonly path: string, detail: string) {
+    super(`${path}: ${detail}`);
+    this.name = "BenchPathError";
+  }
+}
+
+const MAX_BUDGET = 0x7fffffff;
+
+function unexpected(p: BenchPath, vcpu: Vcpu, reason: number): never {
+  const exit = decodeExit(vcpu.kvmRun);
+  throw new BenchPathError(p.path, `unexpected exit ${exitReasonName(reason)} (${reason}): ${JSON.stringify(exit, (_k, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v))} at rip 0x${vcpu.getRegs().rip.toString(16)}`);
+}
+
+function busDevice(name: string, fn: (data: Uint8Array, sink: Sink) => void, sink: Sink): BusDevice {
+  return {
+    name,
+    read(_offset: number, data: Uint8Array, _a: BusAccess): void {
+      data.fill(0xff);
+    },
+    write(_offset: number, data: Uint8Array, _a: BusAccess): void {
+      fn(data, sink);
+    },
+  };
+}
+
+function budgetStep(p: BenchPath, vcpu: Vcpu): (n: number) => number {
+  return (n) => {
+    const budget = Math.min(Math.max(1, Math.round(n)), MAX_BUDGET);
+    const before = vcpu.instructions;
+    const reason = vcpu.runRaw(budget);
+    if (reason !== K.KVM_EXIT_INTR) unexpected(p, vcpu, reason);
+    return vcpu.instructions - before;
+  };
+}
+
+function runUntilStep(p: BenchPath, vm: Vm, vcpu: Vcpu, sink: Sink): (n: number) => number {
+  const h = p.handler;
+  let handlers: ExitHandlers | undefined;
+  switch (h.kind) {
+    case "pio-out":
+      vm.pio.insert(busDevice("bench-pio", h.fn, sink), h.port, 1);
+      break;
+    case "mmio-write":
+      vm.mmio.insert(busDevice("bench-mmio", h.fn, sink), h.addr, 8);
+      break;
+    case "hlt": {
+      const fn = h.fn;
+      handlers = { hlt: () => (fn(sink), RESUME) };
+      break;
+    }
+    case "none":
+      throw new BenchPathError(p.path, `loop runUntil needs an exit handler, got "none"`);
+    default: {
+      const never: never = h;
+      throw new BenchPathError(p.path, `unknown handler ${JSON.stringify(never)}`);
+    }
+  }
+  const reason = h.kind === "pio-out" ? "io" : h.kind === "mmio-write" ? "mmio" : "hlt";
+  return (n) => {
+    const maxExits = Math.max(1, Math.round(n));
+    const r = handlers ? vm.runUntil(vcpu, { maxExits, handlers }) : vm.runUntil(vcpu, { maxExits });
+    if (r.stop.kind !== "max-exits" || r.exits !== maxExits || r.counts[reason] !== maxExits) {
+      throw new BenchPathError(p.path, `runUntil stopped with ${JSON.stringify(r.stop)} after ${r.exits} exits (${JSON.stringify(r.counts)}): expected ${maxExits} ${reason} exits`);
+    }
+    return maxExits;
+  };
+}
+
+function switchStep(p: BenchPath, vcpu: Vcpu, sink: Sink): (n: number) => number {
+  const run = vcpu.kvmRun;
+  const h = p.handler;
+  switch (h.kind) {
+    case "pio-out": {
+      const { port, fn } = h;
+      return (n) => {
+        for (let i = 0; i < n; i++) {
+          const reason = vcpu.runRaw();
+          switch (reason) {
+            case K.KVM_EXIT_IO: {
+              const data = ioSingleData(run);
+              if (data === undefined || !ioIsOut(run) || ioPort(run) !== port) unexpected(p, vcpu, reason);
+              fn(data, sink);
+              break;
+            }
+            default:
+              unexpected(p, vcpu, reason);
+          }
+        }
+        return n;
+      };
+    }
+    case "mmio-write": {
+      const { addr, fn } = h;
+      return (n) => {
+        for (let i = 0; i < n; i++) {
+          const reason = vcpu.runRaw();
+          switch (reason) {
+            case K.KVM_EXIT_MMIO: {
+              const data = mmioData(run);
+              if (data === undefined || !mmioIsWrite(run) || mmioPhysAddr(run) !== addr) unexpected(p, vcpu, reason);
+              fn(data, sink);
+              break;
+            }
+            default:
+              unexpected(p, vcpu, reason);
+          }
+        }
+        return n;
+      };
+    }
+    case "hlt": {
+      const fn = h.fn;
+      return (n) => {
+        for (let i = 0; i < n; i++) {
+          const reason = vcpu.runRaw();
+          switch (reason) {
+            case K.KVM_EXIT_HLT:
+              fn(sink);
+              break;
+            default:
+              unexpected(p, vcpu, reason);
+          }
+        }
+        return n;
+      };
+    }
+    case "none":
+      throw new BenchPathError(p.path, `loop switch needs an exit handler, got "none"`);
+    default: {
+      const never: never = h;
+      throw new BenchPathError(p.path, `unknown handler ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Assemble the guest, create the VM (long mode, code at LOAD), run `setup`, install the handler. */
+export function preparePath(p: BenchPath, module?: WebAssembly.Module): Prepared {
+  const { bytes } = assemble(p.asm, { bits: 64, origin: LOAD });
+  const { vm, vcpu } = createVmWithOneVcpu(module ? { code: bytes, load: LOAD, module } : { code: bytes, load: LOAD });
+  p.setup?.(vm, vcpu);
+  const sink: Sink = { calls: 0, sum: 0 };
+  let step: (n: number) => number;
+  switch (p.loop) {
+    case "budget":
+      step = budgetStep(p, vcpu);
+      break;
+    case "runUntil":
+      step = runUntilStep(p, vm, vcpu, sink);
+      break;
+    case "switch":
+      step = switchStep(p, vcpu, sink);
+      break;
+    default: {
+      const never: never = p.loop;
+      throw new BenchPathError(p.path, `unknown loop ${String(never)}`);
+    }
+  }
+  return { path: p, vm, vcpu, sink, step };
+}
+
+/** The ecx register (the dec/jnz counter). */
+function ecx(vcpu: Vcpu): number {
+  return Number(vcpu.getRegs().rcx & 0xffffffffn);
+}
+
+/**
+ * One timed run of about `durationMs`: steps of growing size (each ≥ ~5 ms
+ * once warm) until the time is up. Then the checks of the module comment.
+ */
+export function measure(prep: Prepared, durationMs: number, firstStep: number): Sample {
+  const { path: p, vcpu, sink } = prep;
+  const calls0 = sink.calls, sum0 = sink.sum;
+  const insns0 = vcpu.instructions;
+  const ecx0 = p.handler.kind === "none" ? ecx(vcpu) : 0;
+  let chunk = firstStep;
+  let units = 0;
+  const t0 = performance.now();
+  let t = t0;
+  for (;;) {
+    const c0 = t;
+    units += prep.step(chunk);
+    t = performance.now();
+    if (t - t0 >= durationMs) break;
+    if (t - c0 < 5 && chunk < MAX_BUDGET / 2) chunk *= 2;
+  }
+  const ms = t - t0;
+  const instructions = vcpu.instructions - insns0;
+  verify(prep, units, instructions, sink.calls - calls0, (sink.sum - sum0) | 0, ecx0);
+  return { units, ms, instructions };
+}
+
+function verify(prep: Prepared, units: number, instructions: number, calls: number, sum: number, ecx0: number): void {
+  const { path: p, vcpu } = prep;
+  const h = p.handler;
+  // Units start and end mid-iteration: allow one iteration of slack either side.
+  const slack = 2 * p.instructionsPerUnit;
+  if (Math.abs(instructions - units * p.instructionsPerUnit) > slack) {
+    throw new BenchPathError(p.path, `${instructions} instructions retired for ${units} ${p.unit}: expected ${units * p.instructionsPerUnit} ± ${slack}`);
+  }
+  switch (h.kind) {
+    case "none": {
+      const decs = (ecx0 - ecx(vcpu)) >>> 0;
+      // 2 instructions per dec/jnz iteration, plus one `jmp` per 2^32 iterations.
+      if (Math.abs(instructions - 2 * decs) > 4) {
+        throw new BenchPathError(p.path, `ecx went down by ${decs} while ${instructions} instructions retired: expected about ${instructions / 2}`);
+      }
+      break;
+    }
+    case "pio-out":
+    case "mmio-write":
+      if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
+      if (sum !== (Math.imul(calls, h.expectByte) | 0)) {
+        throw new BenchPathError(p.path, `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${h.expectByte.toString(16)}`);
+      }
+      break;
+    case "hlt":
+      if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
+      break;
+    default: {
+      const never: never = h;
+      throw new BenchPathError(p.path, `unknown handler ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** The first step size of a path's loop (instructions per budget call, or exits). */
+export function firstStepOf(p: BenchPath): number {
+  return p.unit === "instructions" ? 100_000 : 1_000;
+}
