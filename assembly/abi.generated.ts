@@ -67,6 +67,24 @@ export const KVM_PIO_PAGE_OFFSET: i32 = 1;
 export const KVM_COALESCED_MMIO_PAGE_OFFSET: i32 = 2;
 export const KVM_VCPU_MMAP_SIZE: i32 = 12288;
 
+// In-kernel MSR indices (src/abi/msrs.ts)
+export const MSR_IA32_TSC: u32 = 0x10;
+export const MSR_IA32_APICBASE: u32 = 0x1b;
+export const MSR_IA32_SYSENTER_CS: u32 = 0x174;
+export const MSR_IA32_SYSENTER_ESP: u32 = 0x175;
+export const MSR_IA32_SYSENTER_EIP: u32 = 0x176;
+export const MSR_IA32_MISC_ENABLE: u32 = 0x1a0;
+export const MSR_IA32_CR_PAT: u32 = 0x277;
+export const MSR_EFER: u32 = 0xc0000080;
+export const MSR_STAR: u32 = 0xc0000081;
+export const MSR_LSTAR: u32 = 0xc0000082;
+export const MSR_CSTAR: u32 = 0xc0000083;
+export const MSR_SYSCALL_MASK: u32 = 0xc0000084;
+export const MSR_FS_BASE: u32 = 0xc0000100;
+export const MSR_GS_BASE: u32 = 0xc0000101;
+export const MSR_KERNEL_GS_BASE: u32 = 0xc0000102;
+export const MSR_TSC_AUX: u32 = 0xc0000103;
+
 // struct kvm_run: 2352 bytes
 export const KVM_RUN_SIZEOF: i32 = 2352;
 export const KVM_RUN_REQUEST_INTERRUPT_WINDOW: i32 = 0;

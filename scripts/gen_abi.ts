@@ -9,6 +9,7 @@ import { KVM_RUN } from "../src/abi/kvm_structs.ts";
 import { KVM_CONSTANTS } from "../src/abi/constants.ts";
 import * as vs from "../src/abi/vcpu_state.ts";
 import * as mm from "../src/abi/memory_map.ts";
+import { MSRS } from "../src/abi/msrs.ts";
 
 const GENERATED_PATH = new URL("../assembly/abi.generated.ts", import.meta.url);
 
@@ -46,6 +47,8 @@ export function generateAbi(): string {
   }
   lines.push("", "// KVM constants (src/abi/constants.ts)");
   for (const [k, v] of Object.entries(KVM_CONSTANTS)) lines.push(`export const ${k}: i32 = ${v};`);
+  lines.push("", "// In-kernel MSR indices (src/abi/msrs.ts)");
+  for (const msr of MSRS) lines.push(`export const ${msr.name}: u32 = 0x${msr.index.toString(16)};`);
   const structs: [StructDef, string][] = [
     [KVM_RUN, "kvm_run"],
     [vs.VM_CONTROL, "vmc"],

@@ -1,0 +1,269 @@
+/**
+ * The higher-level run loop (`vm.runUntil`): KVM_RUN, dispatch, repeat, until
+ * a handler stops or a limit is reached. An explicit state machine in the
+ * firecracker sense:
+ *
+ * ```
+ *  running ──exit──► dispatch ──resume──► running
+ *                       ├──stop / internal_error──► finished
+ *                       └──pause──► (returned; call runUntil again)
+ * ```
+ *
+ * Fast path: when no user handler, hook, recorder or observer wants IO/MMIO,
+ * single-element IO and MMIO exits go straight to the buses through
+ * decode.ts's allocation-free accessors — no exit object is built.
+ *
+ * @module
+ */
+import { KVM_CONSTANTS as K } from "../abi/constants.ts";
+import type { RangeBus } from "../devices/bus.ts";
+import { MmioBus, PioBus } from "../devices/bus.ts";
+import type { Vcpu } from "../vcpu.ts";
+import type { CoreExports } from "../wasm.ts";
+import {
+  decodeExit,
+  exitReasonOf,
+  ioIsOut,
+  ioPort,
+  ioSingleData,
+  type KvmRun,
+  mmioData,
+  mmioIsWrite,
+  mmioPhysAddr,
+  type RecordedExit,
+  snapshotExit,
+} from "./decode.ts";
+import { dispatchExit, type ExitContext, type ExitHandlers, type ExitHook } from "./dispatch.ts";
+import type { ExitReason, VcpuExit } from "./exit.ts";
+import type { ExitOutcome, StopWhy } from "./outcome.ts";
+
+/** Why runUntil returned. */
+export type StopReason =
+  | StopWhy
+  | {
+    readonly kind: "internal_error";
+    readonly message: string;
+    readonly suberror?: number;
+    readonly data?: readonly bigint[];
+  }
+  | { readonly kind: "pause" }
+  | { readonly kind: "max-exits"; readonly limit: number }
+  | { readonly kind: "max-insns"; readonly limit: number };
+
+export interface RunUntilOptions {
+  /** Port-IO bus (vm.runUntil passes vm.pio). */
+  pio?: RangeBus;
+  /** MMIO bus (vm.runUntil passes vm.mmio). */
+  mmio?: RangeBus;
+  /** Per-reason handlers, tried first; returning undefined falls through to the defaults. */
+  handlers?: ExitHandlers;
+  /** Arch/feature hooks (SEV, TIO, arm64), tried before the defaults for arch/feature exits. */
+  hooks?: readonly ExitHook[];
+  /** Stop after this many exits (KVM_EXIT_INTR from the budget does not count). Default: unlimited. */
+  maxExits?: number;
+  /** Stop once the vCPU has retired this many instructions in this call. Default: unlimited. */
+  maxInstructions?: number;
+  /** Keep a copy of every exit (after handling, so IN/MMIO-read data shows the completion). */
+  record?: boolean;
+  /** Called with each decoded exit after it was handled (before the next run). */
+  onExit?: (exit: VcpuExit, outcome: ExitOutcome) => void;
+}
+
+/** Exit counts by reason (firecracker's per-exit metrics). */
+export type ExitCounts = Record<ExitReason, number>;
+
+export interface RunResult {
+  readonly stop: StopReason;
+  /** Exits seen (without budget KVM_EXIT_INTR). */
+  readonly exits: number;
+  /** Instructions retired during this call. */
+  readonly instructions: number;
+  readonly counts: ExitCounts;
+  /** Recorded exits when `record` was set. */
+  readonly recorded?: readonly RecordedExit[];
+}
+
+function zeroCounts(): ExitCounts {
+  return {
+    io: 0,
+    hypercall: 0,
+    debug: 0,
+    hlt: 0,
+    mmio: 0,
+    shutdown: 0,
+    fail_entry: 0,
+    intr: 0,
+    internal_error: 0,
+    system_event: 0,
+    x86_rdmsr: 0,
+    x86_wrmsr: 0,
+    memory_fault: 0,
+    unknown: 0,
+  };
+}
+
+function toStop(o: Exclude<ExitOutcome, { kind: "resume" }>): StopReason {
+  switch (o.kind) {
+    case "stop":
+      return o.why;
+    case "pause":
+      return { kind: "pause" };
+    case "internal_error": {
+      const base = { kind: "internal_error" as const, message: o.message };
+      if (o.suberror === undefined) return base;
+      return o.data === undefined ? { ...base, suberror: o.suberror } : { ...base, suberror: o.suberror, data: o.data };
+    }
+    default: {
+      const never: never = o;
+      throw new TypeError(`toStop: unhandled outcome ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Mutable counters shared by the outer loop and the fast inner loop (one monomorphic shape). */
+class LoopState {
+  exits = 0;
+  io = 0;
+  mmio = 0;
+  outcome: ExitOutcome | undefined = undefined;
+}
+
+const EXIT_IO = K.KVM_EXIT_IO;
+const EXIT_MMIO = K.KVM_EXIT_MMIO;
+const EXIT_INTR = K.KVM_EXIT_INTR;
+const FAST_SLOW = 0; // the run page holds an exit (or INTR) for the slow path
+const FAST_MAX_EXITS = 1; // maxExits reached
+const FAST_OUTCOME = 2; // a device returned a non-resume outcome (in st.outcome)
+
+/**
+ * The hot loop: KVM_RUN and single-element IO/MMIO straight to the buses
+ * through decode.ts's allocation-free accessors. Kept small so V8 inlines the
+ * accessors and bus lookups. Returns a FAST_* code.
+ */
+function fastLoop(
+  st: LoopState,
+  core: CoreExports,
+  run: KvmRun,
+  runBase: number,
+  budget: number,
+  maxExits: number,
+  pio: RangeBus,
+  mmio: RangeBus,
+  vcpuId: number,
+): number {
+  for (;;) {
+    if (st.exits >= maxExits) return FAST_MAX_EXITS;
+    run.generation++; // what vcpu.runRaw() does, inlined
+    const reason = core.run(runBase, budget);
+    if (reason === EXIT_INTR) return FAST_SLOW;
+    st.exits++;
+    let r: ExitOutcome | void;
+    if (reason === EXIT_IO) {
+      const data = ioSingleData(run);
+      if (data === undefined) return FAST_SLOW;
+      st.io++;
+      r = ioIsOut(run) ? pio.write(ioPort(run), data, vcpuId) : pio.read(ioPort(run), data, vcpuId);
+    } else if (reason === EXIT_MMIO) {
+      const data = mmioData(run);
+      if (data === undefined) return FAST_SLOW;
+      st.mmio++;
+      r = mmioIsWrite(run) ? mmio.write(mmioPhysAddr(run), data, vcpuId) : mmio.read(mmioPhysAddr(run), data, vcpuId);
+    } else {
+      return FAST_SLOW;
+    }
+    if (r !== undefined && r.kind !== "resume") {
+      st.outcome = r;
+      return FAST_OUTCOME;
+    }
+  }
+}
+
+/** Run `vcpu` until a handler stops it or a limit is hit. */
+export function runUntil(vcpu: Vcpu, opts: RunUntilOptions = {}): RunResult {
+  const pio = opts.pio ?? new PioBus();
+  const mmio = opts.mmio ?? new MmioBus();
+  const ctx: ExitContext = { pio, mmio, vcpuId: vcpu.id };
+  const maxExits = opts.maxExits ?? Infinity;
+  const maxInsns = opts.maxInstructions ?? Infinity;
+  const limitInsns = Number.isFinite(maxInsns);
+  const recorded: RecordedExit[] | undefined = opts.record ? [] : undefined;
+  const handlers = opts.handlers;
+  const observeIntr = !!handlers?.intr || !!recorded || !!opts.onExit;
+  const fast = !recorded && !opts.onExit && !(opts.hooks?.length) && !handlers?.io && !handlers?.mmio;
+  const run = vcpu.kvmRun;
+  const counts = zeroCounts();
+  const startInsns = vcpu.instructions;
+  const core = vcpu.host.core;
+  const runBase = vcpu.runBase;
+  vcpu.getMpState(); // throws if the vCPU was removed
+  const st = new LoopState();
+
+  const finish = (s: StopReason): RunResult => {
+    for (const b of [pio, mmio]) flushSinks(b);
+    counts.io += st.io;
+    counts.mmio += st.mmio;
+    const base = { stop: s, exits: st.exits, instructions: vcpu.instructions - startInsns, counts };
+    return recorded ? { ...base, recorded } : base;
+  };
+
+  for (;;) {
+    let reason: number;
+    if (fast && !limitInsns) {
+      const code = fastLoop(st, core, run, runBase, vcpu.budget, maxExits, pio, mmio, vcpu.id);
+      if (code === FAST_MAX_EXITS) return finish({ kind: "max-exits", limit: maxExits });
+      if (code === FAST_OUTCOME) return finish(toStop(st.outcome as Exclude<ExitOutcome, { kind: "resume" }>));
+      reason = exitReasonOf(run);
+      if (reason !== K.KVM_EXIT_INTR) st.exits--; // counted below, like the general path
+    } else {
+      if (st.exits >= maxExits) return finish({ kind: "max-exits", limit: maxExits });
+      let budget = vcpu.budget;
+      if (limitInsns) {
+        const left = maxInsns - (vcpu.instructions - startInsns);
+        if (left <= 0) return finish({ kind: "max-insns", limit: maxInsns });
+        if (left < budget) budget = left;
+      }
+      run.generation++;
+      reason = core.run(runBase, budget);
+    }
+    if (reason === K.KVM_EXIT_INTR && !observeIntr) {
+      counts.intr++;
+      continue; // budget exhausted (or immediate_exit): the limits above decide
+    }
+    st.exits++;
+    if (fast && reason === K.KVM_EXIT_IO) {
+      const data = ioSingleData(run);
+      if (data !== undefined) {
+        st.io++;
+        const r = ioIsOut(run) ? pio.write(ioPort(run), data, vcpu.id) : pio.read(ioPort(run), data, vcpu.id);
+        if (r === undefined || r.kind === "resume") continue;
+        return finish(toStop(r));
+      }
+    } else if (fast && reason === K.KVM_EXIT_MMIO) {
+      const data = mmioData(run);
+      if (data !== undefined) {
+        st.mmio++;
+        const r = mmioIsWrite(run)
+          ? mmio.write(mmioPhysAddr(run), data, vcpu.id)
+          : mmio.read(mmioPhysAddr(run), data, vcpu.id);
+        if (r === undefined || r.kind === "resume") continue;
+        return finish(toStop(r));
+      }
+    }
+    const exit = decodeExit(run);
+    counts[exit.reason]++;
+    const outcome = dispatchExit(exit, ctx, { handlers, hooks: opts.hooks });
+    opts.onExit?.(exit, outcome);
+    if (recorded && exit.reason !== "intr") recorded.push(snapshotExit(exit));
+    if (exit.reason === "intr") st.exits--; // not a guest exit
+    if (outcome.kind === "resume") continue;
+    return finish(toStop(outcome));
+  }
+}
+
+/** Flush output sinks of devices that have one (serial ports). */
+function flushSinks(bus: RangeBus): void {
+  for (const r of bus.ranges()) {
+    const sink = (r.device as { sink?: { flush?: () => void } }).sink;
+    sink?.flush?.();
+  }
+}
