@@ -171,8 +171,8 @@ export const PATHS: readonly BenchPath[] = [
     unit: "exits",
     loop: "runUntil",
     handler: hlt,
-    // `jmp` only: the core does not count HLT in vcpu_state.instructions (hardware's INST_RETIRED would).
-    instructionsPerUnit: 1,
+    // `hlt` and `jmp`: HLT retires like any instruction.
+    instructionsPerUnit: 2,
   },
   {
     path: "hlt/switch",
@@ -181,8 +181,8 @@ export const PATHS: readonly BenchPath[] = [
     unit: "exits",
     loop: "switch",
     handler: hlt,
-    // `jmp` only: the core does not count HLT in vcpu_state.instructions (hardware's INST_RETIRED would).
-    instructionsPerUnit: 1,
+    // `hlt` and `jmp`: HLT retires like any instruction.
+    instructionsPerUnit: 2,
   },
 ];
 

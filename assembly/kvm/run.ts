@@ -1,10 +1,201 @@
-// KVM_RUN for one vCPU (placeholder until the interpreter lands: returns
-// KVM_EXIT_INTERNAL_ERROR / UNEXPECTED_EXIT_REASON so nothing looks like it ran).
-import { KVM_EXIT_INTERNAL_ERROR, KVM_RUN_EXIT_REASON } from "../abi.generated";
-import { RUN, selectVcpu } from "../x86/cpu";
+// KVM_RUN for one vCPU (docs/core-contract.md "Exports"): entry bookkeeping
+// (flags, VS_DIRTY, memslot generation), completion of the pending userspace exit,
+// immediate_exit, the fast path (Core's stepMany) and the per-instruction path
+// (guest debug, TF, breakpoints, replay, interrupt shadow), exception delivery,
+// and the exit fields KVM's post_kvm_run_save writes (if_flag,
+// ready_for_interrupt_injection, cr8, apic_base).
+import {
+  KVM_EXIT_INTR, KVM_EXIT_SHUTDOWN, KVM_PIO_PAGE_OFFSET, KVM_RUN_APIC_BASE, KVM_RUN_CR8, KVM_RUN_EXIT_REASON,
+  KVM_RUN_FLAGS, KVM_RUN_HYPERCALL_RET, KVM_RUN_IF_FLAG, KVM_RUN_IMMEDIATE_EXIT, KVM_RUN_MMIO_DATA, KVM_RUN_MSR_DATA,
+  KVM_RUN_MSR_ERROR, KVM_RUN_READY_FOR_INTERRUPT_INJECTION, PAGE_SIZE, SEG_BASE, VMC_MEMSLOT_GEN, VM_CONTROL_BASE,
+  VS_APIC_BASE, VS_CR8, VS_DIRTY, VS_EXC_ERROR_CODE, VS_EXC_HAS_ERROR, VS_EXC_NR, VS_EXC_PENDING, VS_EXITS,
+  VS_INTERRUPT_SHADOW, VS_PENDING_FLAGS, VS_PENDING_RIP, VS_SEG_CS, VS_TLB_GEN, VS_TRIPLE_FAULT_PENDING,
+} from "../abi.generated";
+import { RAX, RDX, RUN, S, ST_EXIT, ST_FAULT, ST_OK, rip, selectVcpu, setReg64, setRip, setStatus, status } from "../x86/cpu";
+import { insnStart } from "../x86/decode_state";
+import { EXC_DB, excError, excHasError, excIsTrap, excVector, gp0 } from "../x86/exceptions";
+import { invalidateFetch } from "../x86/fetchwin";
+import { MODE_LONG, MODE_V86, RFLAGS_IF, RFLAGS_RF, RFLAGS_TF, mode, recomputeMode } from "../x86/mode";
+import { PEND_HYPERCALL, PEND_MMIO_READ, PEND_PIO_IN, PEND_RDMSR, PEND_WRMSR } from "../x86/mem";
+import { setMaxPhyAddr } from "../x86/paging";
+import { replayClear, replayCompleteLast, replayCount, replayRewind } from "../x86/replay";
+import { tlbFlush } from "../x86/tlb";
+import {
+  DR6_BS, DR6_FIXED, clearDataHits, dataBpArmed, dataBpHits, debugExit, execBpArmed, execBpMatch, guestDr6Set,
+  hwBpDebug, refreshDebug, singleStepDebug,
+} from "../x86/debug";
+import { deliverEvent, tripleFault } from "../x86/sys_int";
+import { flagsIn, flagsOut, getFlags, setFlags, step, stepMany } from "../x86/core_link";
+import { cpuidEax, cpuidLookup, findCpuid } from "./cpuid";
+import { tscRunEnd, tscRunStart } from "./msr";
+import { internalErrorEmulation } from "./exits";
+
+let lastRun: i32 = -1;
+
+/** Recompute everything cached from the state block (VS_DIRTY, another vCPU selected). */
+function refresh(): void {
+  recomputeMode();
+  tlbFlush();
+  invalidateFetch();
+  refreshDebug();
+  setMaxPhyAddr(findCpuid(0x80000008, 0) != 0 ? (cpuidLookupEax(0x80000008) & 0xff) : 36);
+}
+function cpuidLookupEax(fn: u32): u32 { cpuidLookup(fn, 0); return cpuidEax; }
+
+@inline function linRip(): u64 { return (mode == MODE_LONG ? 0 : load<u64>(S + VS_SEG_CS + SEG_BASE)) + rip(); }
+
+function finish(reason: i32): i32 {
+  flagsOut();
+  tscRunEnd();
+  const f = getFlags();
+  store<u32>(RUN + KVM_RUN_EXIT_REASON, <u32>reason);
+  const ifl = (f & RFLAGS_IF) != 0;
+  store<u8>(RUN + KVM_RUN_IF_FLAG, ifl ? 1 : 0);
+  store<u8>(RUN + KVM_RUN_READY_FOR_INTERRUPT_INJECTION, ifl && load<u8>(S + VS_INTERRUPT_SHADOW) == 0 ? 1 : 0);
+  store<u64>(RUN + KVM_RUN_CR8, load<u64>(S + VS_CR8));
+  store<u64>(RUN + KVM_RUN_APIC_BASE, load<u64>(S + VS_APIC_BASE));
+  store<u64>(S + VS_EXITS, load<u64>(S + VS_EXITS) + 1);
+  return reason;
+}
+
+/** Complete the exit the last run() returned with (data from kvm_run / the PIO page). */
+function completePending(): void {
+  const pf = load<u32>(S + VS_PENDING_FLAGS);
+  if (pf == 0) return;
+  store<u32>(S + VS_PENDING_FLAGS, 0);
+  if ((pf & PEND_MMIO_READ) != 0) replayCompleteLast(load<u64>(RUN + KVM_RUN_MMIO_DATA));
+  if ((pf & PEND_PIO_IN) != 0) replayCompleteLast(<u64>load<u32>(RUN + KVM_PIO_PAGE_OFFSET * PAGE_SIZE));
+  if ((pf & (PEND_RDMSR | PEND_WRMSR)) != 0) {
+    if (load<u8>(RUN + KVM_RUN_MSR_ERROR) != 0) { gp0(); return; }
+    if ((pf & PEND_RDMSR) != 0) {
+      const v = load<u64>(RUN + KVM_RUN_MSR_DATA);
+      setReg64(RAX, v & 0xffffffff);
+      setReg64(RDX, v >> 32);
+    }
+    setRip(load<u64>(S + VS_PENDING_RIP));
+  }
+  if ((pf & PEND_HYPERCALL) != 0) {
+    const r = load<u64>(RUN + KVM_RUN_HYPERCALL_RET);
+    setReg64(RAX, mode == MODE_LONG ? r : r & 0xffffffff);
+    setRip(load<u64>(S + VS_PENDING_RIP));
+  }
+}
+
+/** Deliver the fault/trap recorded by exceptions.ts. Returns false when that ended in an exit. */
+function deliverPending(): bool {
+  replayClear();
+  const ret = excIsTrap ? rip() : insnStart;
+  if (!excIsTrap) setRip(insnStart);
+  deliverEvent(excVector, excHasError, excError, ret, false);
+  return status != ST_EXIT;
+}
 
 export function run(runBase: i32, budget: i32): i32 {
   selectVcpu(runBase);
-  store<u32>(RUN + KVM_RUN_EXIT_REASON, KVM_EXIT_INTERNAL_ERROR);
-  return KVM_EXIT_INTERNAL_ERROR + budget * 0;
+  store<u16>(RUN + KVM_RUN_FLAGS, 0);
+  if (runBase != lastRun || load<u32>(S + VS_DIRTY) != 0) {
+    lastRun = runBase;
+    store<u32>(S + VS_DIRTY, 0);
+    refresh();
+  }
+  const gen = load<u32>(VM_CONTROL_BASE + VMC_MEMSLOT_GEN);
+  if (gen != load<u32>(S + VS_TLB_GEN)) {
+    tlbFlush();
+    store<u32>(S + VS_TLB_GEN, gen);
+  }
+  flagsIn();
+  tscRunStart();
+  setStatus(ST_OK);
+  if (mode == MODE_V86) { internalErrorEmulation(); return finish(load<u32>(RUN + KVM_RUN_EXIT_REASON)); }
+  completePending();
+  replayRewind();
+  if (status == ST_FAULT) {
+    // e.g. msr.error != 0: #GP at the RDMSR/WRMSR.
+    setRip(rip());
+    deliverEvent(excVector, excHasError, excError, rip(), false);
+    if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+  }
+  if (load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT) != 0) {
+    // Completing an IO/MMIO exit means re-executing its instruction with the data.
+    if (replayCount() != 0) {
+      step();
+      if (status == ST_OK) replayClear();
+      else if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+      else if (!deliverPending()) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+    }
+    return finish(KVM_EXIT_INTR);
+  }
+  if (load<u8>(S + VS_TRIPLE_FAULT_PENDING) != 0) {
+    store<u8>(S + VS_TRIPLE_FAULT_PENDING, 0);
+    return finish(KVM_EXIT_SHUTDOWN);
+  }
+  if (load<u8>(S + VS_EXC_PENDING) != 0) {
+    // An exception queued by KVM_SET_VCPU_EVENTS.
+    store<u8>(S + VS_EXC_PENDING, 0);
+    setStatus(ST_OK);
+    deliverEvent(<i32>load<u8>(S + VS_EXC_NR), load<u8>(S + VS_EXC_HAS_ERROR) != 0, load<u32>(S + VS_EXC_ERROR_CODE), rip(), false);
+    if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+  }
+
+  let done = 0;
+  while (true) {
+    if (done >= budget) return finish(KVM_EXIT_INTR);
+    const f = getFlags();
+    const perInsn = replayCount() != 0 || execBpArmed || dataBpArmed || (f & (RFLAGS_TF | RFLAGS_RF)) != 0 ||
+      singleStepDebug() || load<u8>(S + VS_INTERRUPT_SHADOW) != 0;
+    if (!perInsn) {
+      done += stepMany(budget - done);
+    } else {
+      if (execBpArmed && (f & RFLAGS_RF) == 0) {
+        const hits = execBpMatch(linRip());
+        if (hits != 0) {
+          if (hwBpDebug()) {
+            debugExit(EXC_DB, linRip(), DR6_FIXED | <u64>hits);
+            return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+          }
+          guestDr6Set(<u64>hits);
+          setStatus(ST_OK);
+          // A fault-class #DB: the handler's IRET sets RF to get past the breakpoint.
+          setFlags(f | RFLAGS_RF);
+          deliverEvent(EXC_DB, false, 0, rip(), false);
+          if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+          continue;
+        }
+      }
+      const shadow = load<u8>(S + VS_INTERRUPT_SHADOW) != 0;
+      clearDataHits();
+      step();
+      if (status == ST_OK) {
+        done++;
+        replayClear();
+        if (shadow) store<u8>(S + VS_INTERRUPT_SHADOW, 0);
+        if ((f & RFLAGS_RF) != 0) setFlags(getFlags() & ~RFLAGS_RF);
+        if (dataBpHits != 0) {
+          if (hwBpDebug()) {
+            debugExit(EXC_DB, linRip(), DR6_FIXED | <u64>dataBpHits);
+            return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+          }
+          guestDr6Set(<u64>dataBpHits);
+          deliverEvent(EXC_DB, false, 0, rip(), false);
+          if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+        }
+        if (singleStepDebug()) {
+          debugExit(EXC_DB, linRip(), DR6_FIXED | DR6_BS);
+          return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+        }
+        if ((f & RFLAGS_TF) != 0 && !shadow) {
+          guestDr6Set(DR6_BS);
+          deliverEvent(EXC_DB, false, 0, rip(), false);
+          if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+        }
+        continue;
+      }
+    }
+    if (status == ST_OK) continue;
+    if (status == ST_EXIT) {
+      // Guest debug single-step also reports an instruction that exited after committing (HLT).
+      return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+    }
+    if (!deliverPending()) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+  }
 }

@@ -34,9 +34,9 @@ export const CC_SUB: i32 = 3;
 export const CC_SBB: i32 = 4;
 /** AND/OR/XOR/TEST: CF = OF = AF = 0. */
 export const CC_LOGIC: i32 = 5;
-/** INC: like ADD with b = 1, CF kept in ccCarry. */
+/** INC: ccRes only (operands implied), CF kept in ccCarry. */
 export const CC_INC: i32 = 6;
-/** DEC: like SUB with b = 1, CF kept in ccCarry. */
+/** DEC: ccRes only (operands implied), CF kept in ccCarry. */
 export const CC_DEC: i32 = 7;
 
 export let ccOp: i32 = CC_EAGER;
@@ -73,6 +73,11 @@ export let flagsOther: u64 = 2;
 @inline export function setLazyCarry(op: i32, size: i32, res: u64, a: u64, b: u64, carry: u64): void {
   ccOp = op; ccSize = size; ccRes = res; ccA = a; ccB = b; ccCarry = carry;
 }
+/** INC/DEC: CF is preserved (read before ccOp changes). */
+@inline export function setLazyIncDec(op: i32, size: i32, res: u64): void {
+  if (ccOp < CC_INC) ccCarry = getCF() ? 1 : 0;
+  ccOp = op; ccSize = size; ccRes = res;
+}
 @inline export function setEager(f: u64): void {
   ccOp = CC_EAGER; ccFlags = f & OSZAPC;
 }
@@ -106,10 +111,12 @@ export function getOF(): bool {
   const sb = signBit(ccSize);
   switch (ccOp) {
     case CC_EAGER: return (ccFlags & OF) != 0;
-    case CC_ADD: case CC_ADC: case CC_INC:
+    case CC_ADD: case CC_ADC:
       return ((ccA ^ ccRes) & (ccB ^ ccRes) & sb) != 0;
-    case CC_SUB: case CC_SBB: case CC_DEC:
+    case CC_SUB: case CC_SBB:
       return ((ccA ^ ccB) & (ccA ^ ccRes) & sb) != 0;
+    case CC_INC: return ccRes == sb; // 0x7f.. + 1
+    case CC_DEC: return ccRes == sb - 1; // 0x80.. - 1
     default: return false; // LOGIC
   }
 }
@@ -121,6 +128,8 @@ export function getPF(): bool {
 export function getAF(): bool {
   if (ccOp == CC_EAGER) return (ccFlags & AF) != 0;
   if (ccOp == CC_LOGIC) return false;
+  if (ccOp == CC_INC) return (ccRes & 0xf) == 0;
+  if (ccOp == CC_DEC) return (ccRes & 0xf) == 0xf;
   return ((ccA ^ ccB ^ ccRes) & 0x10) != 0;
 }
 
@@ -196,4 +205,16 @@ export function cond(cc: i32): bool {
       break;
   }
   return (cc & 1) != 0 ? !r : r;
+}
+
+// Snapshot of the lazy flag state, for instructions that set flags before
+// their last access that can fault or exit (memory-destination ALU ops).
+let svOp: i32 = 0; let svSize: i32 = 0; let svRes: u64 = 0; let svA: u64 = 0;
+let svB: u64 = 0; let svCarry: u64 = 0; let svFlags: u64 = 0;
+
+export function saveFlags(): void {
+  svOp = ccOp; svSize = ccSize; svRes = ccRes; svA = ccA; svB = ccB; svCarry = ccCarry; svFlags = ccFlags;
+}
+export function restoreFlags(): void {
+  ccOp = svOp; ccSize = svSize; ccRes = svRes; ccA = svA; ccB = svB; ccCarry = svCarry; ccFlags = svFlags;
 }

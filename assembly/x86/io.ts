@@ -1,0 +1,177 @@
+// Port IO (docs/core-contract.md "io.ts"): KVM_EXIT_IO with data at
+// data_offset = KVM_PIO_PAGE_OFFSET * 4096 (the page after kvm_run), restart-with-
+// replay completion, the TSS IO-permission bitmap when CPL > IOPL, and INS/OUTS
+// with REP batched into one exit with count > 1 (up to RCX and the page boundary).
+import {
+  KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT, KVM_PIO_PAGE_OFFSET, KVM_RUN_IO_COUNT, KVM_RUN_IO_DATA_OFFSET,
+  KVM_RUN_IO_DIRECTION, KVM_RUN_IO_PORT, KVM_RUN_IO_SIZE, PAGE_SIZE, VS_PENDING_FLAGS, VS_SEG_TR_BASE,
+  VS_SEG_TR_LIMIT, VS_SEG_TR_TYPE,
+} from "../abi.generated";
+import { RCX, RDI, RSI, RUN, S, SEG_DS, SEG_ES, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
+import { addrSize, nextIp, opSize, repPrefix, segOverride } from "./decode_state";
+import { ACC_WRITE, PRIV_SUP, PRIV_USER } from "./paging";
+import { segLinear } from "./segments";
+import { gp0 } from "./exceptions";
+import { MODE_REAL, MODE_V86, RFLAGS_DF, RFLAGS_IOPL, cpl, mode } from "./mode";
+import { PEND_PIO_IN, peekCode, probeWrite, readMem, readSys, writeMem } from "./mem";
+import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayData, replayNext } from "./replay";
+import { getFlags } from "./core_link";
+import { exitTo, internalErrorEmulation } from "../kvm/exits";
+
+const PIO_DATA: i32 = KVM_PIO_PAGE_OFFSET * PAGE_SIZE;
+
+/** IO permission (SDM vol. 1 §19.5): CPL <= IOPL, else the TSS bitmap must allow every byte. */
+function ioAllowed(port: i32, size: i32): bool {
+  if (mode == MODE_REAL) return true;
+  const iopl = <i32>((getFlags() & RFLAGS_IOPL) >> 12);
+  if (mode != MODE_V86 && cpl() <= iopl) return true;
+  const type = load<u8>(S + VS_SEG_TR_TYPE) & 0xf;
+  const limit = <u64>load<u32>(S + VS_SEG_TR_LIMIT);
+  if ((type != 9 && type != 11) || limit < 0x67) { gp0(); return false; }
+  const base = load<u64>(S + VS_SEG_TR_BASE);
+  const mapOff = readSys(base + 0x66, 2);
+  if (status != ST_OK) return false;
+  const byteOff = mapOff + <u64>(port >> 3);
+  if (byteOff + 1 > limit) { gp0(); return false; }
+  const bits = readSys(base + byteOff, 2);
+  if (status != ST_OK) return false;
+  const mask: u64 = ((<u64>1 << <u64>size) - 1) << <u64>(port & 7);
+  if ((bits & mask) != 0) { gp0(); return false; }
+  return true;
+}
+
+function ioExit(dir: i32, port: i32, size: i32, count: u32): void {
+  store<u8>(RUN + KVM_RUN_IO_DIRECTION, <u8>dir);
+  store<u8>(RUN + KVM_RUN_IO_SIZE, <u8>size);
+  store<u16>(RUN + KVM_RUN_IO_PORT, <u16>port);
+  store<u32>(RUN + KVM_RUN_IO_COUNT, count);
+  store<u64>(RUN + KVM_RUN_IO_DATA_OFFSET, <u64>PIO_DATA);
+  if (dir == KVM_EXIT_IO_IN) store<u32>(S + VS_PENDING_FLAGS, load<u32>(S + VS_PENDING_FLAGS) | PEND_PIO_IN);
+  exitTo(KVM_EXIT_IO);
+}
+
+@inline function sizeMask(size: i32): u32 { return size >= 4 ? 0xffffffff : ((<u32>1 << (<u32>size << 3)) - 1); }
+
+/** IN of `size` (1, 2, 4) bytes from `port`: the value, or an exit (status ST_EXIT) / #GP. */
+export function portIn(port: i32, size: i32): u32 {
+  port &= 0xffff;
+  if (!ioAllowed(port, size)) return 0;
+  if (replayNext(RK_PIO_IN, <u64>port, <u32>size)) return <u32>replayData & sizeMask(size);
+  if (!replayAppend(RK_PIO_IN, <u64>port, <u32>size, 0)) { internalErrorEmulation(); return 0; }
+  store<u32>(RUN + PIO_DATA, 0);
+  ioExit(KVM_EXIT_IO_IN, port, size, 1);
+  return 0;
+}
+
+/** OUT of `size` bytes of `v` to `port`. */
+export function portOut(port: i32, size: i32, v: u32): void {
+  port &= 0xffff;
+  if (!ioAllowed(port, size)) return;
+  v &= sizeMask(size);
+  if (replayNext(RK_PIO_OUT, <u64>port, <u32>size)) return;
+  if (!replayAppend(RK_PIO_OUT, <u64>port, <u32>size, <u64>v)) { internalErrorEmulation(); return; }
+  store<u32>(RUN + PIO_DATA, v);
+  ioExit(KVM_EXIT_IO_OUT, port, size, 1);
+}
+
+@inline function amask(): u64 { return addrSize == 8 ? <u64>-1 : addrSize == 4 ? <u64>0xffffffff : <u64>0xffff; }
+@inline function setMasked(r: i32, v: u64): void {
+  const m = amask();
+  setReg64(r, addrSize == 4 ? v & m : (reg64(r) & ~m) | (v & m));
+}
+
+/** Element size of INS/OUTS: the opcode is the last byte fetched (6C/6E byte, 6D/6F word/dword). */
+function stringIoSize(): i32 {
+  const op = peekCode(nextIp - 1);
+  if (op == 0x6c || op == 0x6e) return 1;
+  return opSize == 2 ? 2 : 4;
+}
+
+/** How many elements of `size` fit from linear offset `off` to the page edge in the direction of DF. */
+function elementsInPage(off: u64, size: i32, down: bool): u64 {
+  const po = off & 0xfff;
+  const n = down ? (po / <u64>size) + 1 : (4096 - po) / <u64>size;
+  return n == 0 ? 1 : n;
+}
+
+/** INS/INSB/INSW/INSD (with REP): one exit for the whole batch. */
+export function execIns(): void {
+  const size = stringIoSize();
+  const rep = repPrefix != 0;
+  const m = amask();
+  let cnt: u64 = rep ? reg64(RCX) & m : 1;
+  if (cnt == 0) { setRip(nextIp); return; }
+  const port = <i32>(reg64(2) & 0xffff);
+  if (!ioAllowed(port, size)) return;
+  const down = (getFlags() & RFLAGS_DF) != 0;
+  const di = reg64(RDI) & m;
+  let n = elementsInPage(di, size, down);
+  if (n > cnt) n = cnt;
+  if (n * <u64>size > <u64>PAGE_SIZE) n = <u64>(PAGE_SIZE / size);
+  if (!replayNext(RK_PIO_IN, <u64>port, <u32>(size * <i32>n))) {
+    // Probe the destination before exiting so a fault is raised now, not after the IO.
+    const lin = segLinear(SEG_ES, di, size, ACC_WRITE);
+    if (status != ST_OK) return;
+    probeWrite(lin, size, cpl() == 3 ? PRIV_USER : PRIV_SUP);
+    if (status != ST_OK) return;
+    if (!replayAppend(RK_PIO_IN, <u64>port, <u32>(size * <i32>n), n)) { internalErrorEmulation(); return; }
+    ioExit(KVM_EXIT_IO_IN, port, size, <u32>n);
+    return;
+  }
+  let d = di;
+  const step: u64 = down ? <u64>-size : <u64>size;
+  for (let i: u64 = 0; i < n; i++) {
+    const v = loadPio(<i32>i, size);
+    writeMem(SEG_ES, d & m, size, v);
+    if (status != ST_OK) return;
+    d += step;
+  }
+  finishString(RDI, d, rep, cnt - n);
+}
+
+/** OUTS/OUTSB/OUTSW/OUTSD (with REP): reads the batch into the PIO page, one exit. */
+export function execOuts(): void {
+  const size = stringIoSize();
+  const rep = repPrefix != 0;
+  const m = amask();
+  let cnt: u64 = rep ? reg64(RCX) & m : 1;
+  if (cnt == 0) { setRip(nextIp); return; }
+  const port = <i32>(reg64(2) & 0xffff);
+  if (!ioAllowed(port, size)) return;
+  const down = (getFlags() & RFLAGS_DF) != 0;
+  const seg = segOverride >= 0 ? segOverride : SEG_DS;
+  const si = reg64(RSI) & m;
+  let n = elementsInPage(si, size, down);
+  if (n > cnt) n = cnt;
+  if (n * <u64>size > <u64>PAGE_SIZE) n = <u64>(PAGE_SIZE / size);
+  const step: u64 = down ? <u64>-size : <u64>size;
+  let s = si;
+  if (replayNext(RK_PIO_OUT, <u64>port, <u32>(size * <i32>n))) {
+    finishString(RSI, si + step * n, rep, cnt - n);
+    return;
+  }
+  for (let i: u64 = 0; i < n; i++) {
+    const v = readMem(seg, s & m, size);
+    if (status != ST_OK) return;
+    storePio(<i32>i, size, v);
+    s += step;
+  }
+  if (!replayAppend(RK_PIO_OUT, <u64>port, <u32>(size * <i32>n), n)) { internalErrorEmulation(); return; }
+  ioExit(KVM_EXIT_IO_OUT, port, size, <u32>n);
+}
+
+@inline function loadPio(i: i32, size: i32): u64 {
+  const p = RUN + PIO_DATA + i * size;
+  return size == 1 ? <u64>load<u8>(p) : size == 2 ? <u64>load<u16>(p) : <u64>load<u32>(p);
+}
+@inline function storePio(i: i32, size: i32, v: u64): void {
+  const p = RUN + PIO_DATA + i * size;
+  if (size == 1) store<u8>(p, <u8>v); else if (size == 2) store<u16>(p, <u16>v); else store<u32>(p, <u32>v);
+}
+
+/** Commit a (batch of a) string IO: index register, RCX, and RIP when the REP is done. */
+function finishString(idx: i32, v: u64, rep: bool, left: u64): void {
+  setMasked(idx, v);
+  if (rep) setMasked(RCX, left);
+  if (!rep || left == 0) setRip(nextIp);
+}

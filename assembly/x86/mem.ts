@@ -1,0 +1,328 @@
+// Memory access for the interpreter (docs/core-contract.md "mem.ts"): segmented
+// data access, the stack, instruction fetch with a cached code-page window, and the
+// linear → physical → host path through the software TLB, memslots and MMIO exits.
+import {
+  KVM_EXIT_MMIO, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_RUN_MMIO_DATA, KVM_RUN_MMIO_IS_WRITE,
+  KVM_RUN_MMIO_LEN, KVM_RUN_MMIO_PHYS_ADDR, TLB_HOST, TLB_PERM, TLB_TAG, VS_CR4, VS_PENDING_FLAGS,
+  VS_SEG_CS_BASE, VS_SEG_CS_LIMIT,
+} from "../abi.generated";
+import { RSP, RUN, S, SEG_SS, ST_OK, reg64, setReg64, status } from "./cpu";
+import { insnStart, nextIp, setNextIp } from "./decode_state";
+import { gp0 } from "./exceptions";
+import { fwDelta, fwHi, fwLo, setFetchWindow } from "./fetchwin";
+import { CR4_SMAP, MODE_LONG, RFLAGS_AC, cpl, mode, stackSize } from "./mode";
+import { ACC_EXEC, ACC_READ, ACC_WRITE, PRIV_IMPLICIT, PRIV_SUP, PRIV_USER, walk, walkPerm } from "./paging";
+import { findSlot, markDirtyFound, slotFlags, slotGpa, slotHostOf, slotSize } from "./phys";
+import {
+  RK_MMIO_READ, RK_MMIO_WRITE, replayAppend, replayData, replayNext,
+} from "./replay";
+import { canonical, segLinear } from "./segments";
+import { P_SW, P_UW, tlbEntry, tlbFill } from "./tlb";
+import { getFlags } from "./core_link";
+import { exitTo, internalErrorEmulation } from "../kvm/exits";
+import { dataBpArmed, noteDataAccess } from "./debug";
+
+/** translate() results other than a host offset. */
+const XL_FAULT: i64 = -1;
+const XL_MMIO: i64 = -2;
+/** GPA of the last translate(). */
+let xlatGpa: u64 = 0;
+
+/** Pending-completion bits (VS_PENDING_FLAGS). */
+export const PEND_MMIO_READ: u32 = 1;
+export const PEND_PIO_IN: u32 = 2;
+export const PEND_RDMSR: u32 = 4;
+export const PEND_WRMSR: u32 = 8;
+export const PEND_HYPERCALL: u32 = 16;
+
+@inline function privNow(): i32 { return cpl() == 3 ? PRIV_USER : PRIV_SUP; }
+
+@inline function permNeed(acc: i32, priv: i32): u32 {
+  return (<u32>1 << <u32>acc) << (priv == PRIV_USER ? 3 : 0);
+}
+
+/** Host offset for `lin` (access `acc`), or XL_FAULT (status set) / XL_MMIO (xlatGpa set). */
+@inline export function translate(lin: u64, acc: i32, priv: i32): i64 {
+  const e = tlbEntry(lin);
+  if (load<u64>(e + TLB_TAG) == (lin >> 12) + 1 && (load<u32>(e + TLB_PERM) & permNeed(acc, priv)) != 0) {
+    return <i64>(<u64>load<u32>(e + TLB_HOST) + (lin & 0xfff));
+  }
+  return translateSlow(lin, acc, priv);
+}
+
+function translateSlow(lin: u64, acc: i32, priv: i32): i64 {
+  let ac = false;
+  if ((load<u64>(S + VS_CR4) & CR4_SMAP) != 0 && priv == PRIV_SUP) ac = (getFlags() & RFLAGS_AC) != 0;
+  const gpa = walk(lin, acc, priv, ac);
+  if (status != ST_OK) return XL_FAULT;
+  xlatGpa = gpa;
+  if (!findSlot(gpa)) return XL_MMIO;
+  const ro = (slotFlags & KVM_MEM_READONLY) != 0;
+  if (acc == ACC_WRITE && ro) return XL_MMIO;
+  let perm = walkPerm;
+  if (ro) perm &= ~(P_SW | P_UW);
+  if (acc == ACC_WRITE) markDirtyFound(gpa);
+  else if ((slotFlags & KVM_MEM_LOG_DIRTY_PAGES) != 0) perm &= ~(P_SW | P_UW);
+  const pageGpa = gpa & ~(<u64>0xfff);
+  if (pageGpa >= slotGpa && pageGpa - slotGpa + 4096 <= slotSize) {
+    tlbFill(lin, slotHostOf(pageGpa), perm);
+  }
+  return <i64>slotHostOf(gpa);
+}
+
+@inline function loadN(h: usize, size: i32): u64 {
+  if (size == 4) return <u64>load<u32>(h);
+  if (size == 1) return <u64>load<u8>(h);
+  if (size == 2) return <u64>load<u16>(h);
+  if (size == 8) return load<u64>(h);
+  let v: u64 = 0;
+  for (let i = 0; i < size; i++) v |= (<u64>load<u8>(h + <usize>i)) << (<u64>i << 3);
+  return v;
+}
+
+@inline function storeN(h: usize, size: i32, v: u64): void {
+  if (size == 4) store<u32>(h, <u32>v);
+  else if (size == 1) store<u8>(h, <u8>v);
+  else if (size == 2) store<u16>(h, <u16>v);
+  else if (size == 8) store<u64>(h, v);
+  else for (let i = 0; i < size; i++) store<u8>(h + <usize>i, <u8>(v >> (<u64>i << 3)));
+}
+
+@inline function lenMask(len: i32): u64 { return len >= 8 ? <u64>-1 : ((<u64>1 << (<u64>len << 3)) - 1); }
+
+function mmioRead(gpa: u64, len: i32): u64 {
+  if (replayNext(RK_MMIO_READ, gpa, <u32>len)) return replayData & lenMask(len);
+  if (!replayAppend(RK_MMIO_READ, gpa, <u32>len, 0)) { internalErrorEmulation(); return 0; }
+  store<u64>(RUN + KVM_RUN_MMIO_PHYS_ADDR, gpa);
+  store<u64>(RUN + KVM_RUN_MMIO_DATA, 0);
+  store<u32>(RUN + KVM_RUN_MMIO_LEN, <u32>len);
+  store<u8>(RUN + KVM_RUN_MMIO_IS_WRITE, 0);
+  store<u32>(S + VS_PENDING_FLAGS, load<u32>(S + VS_PENDING_FLAGS) | PEND_MMIO_READ);
+  exitTo(KVM_EXIT_MMIO);
+  return 0;
+}
+
+function mmioWrite(gpa: u64, len: i32, v: u64): void {
+  if (replayNext(RK_MMIO_WRITE, gpa, <u32>len)) return;
+  const data = v & lenMask(len);
+  if (!replayAppend(RK_MMIO_WRITE, gpa, <u32>len, data)) { internalErrorEmulation(); return; }
+  store<u64>(RUN + KVM_RUN_MMIO_PHYS_ADDR, gpa);
+  store<u64>(RUN + KVM_RUN_MMIO_DATA, data);
+  store<u32>(RUN + KVM_RUN_MMIO_LEN, <u32>len);
+  store<u8>(RUN + KVM_RUN_MMIO_IS_WRITE, 1);
+  exitTo(KVM_EXIT_MMIO);
+}
+
+@inline function nextPage(lin: u64, n: i32): u64 {
+  const l = lin + <u64>n;
+  return mode == MODE_LONG ? l : l & 0xffffffff;
+}
+
+/** Read `size` bytes (1–8) at linear `lin`. */
+export function readLin(lin: u64, size: i32, acc: i32, priv: i32): u64 {
+  if (<i32>(lin & 0xfff) + size <= 4096) {
+    const h = translate(lin, acc, priv);
+    if (h >= 0) return loadN(<usize>h, size);
+    if (h == XL_MMIO) return mmioRead(xlatGpa, size);
+    return 0;
+  }
+  // Crosses a page: translate both pages first (precise faults), then one fragment each.
+  const n1 = 4096 - <i32>(lin & 0xfff);
+  const h1 = translate(lin, acc, priv);
+  if (h1 == XL_FAULT) return 0;
+  const g1 = xlatGpa;
+  const h2 = translate(nextPage(lin, n1), acc, priv);
+  if (h2 == XL_FAULT) return 0;
+  const g2 = xlatGpa;
+  const lo = h1 >= 0 ? loadN(<usize>h1, n1) : mmioRead(g1, n1);
+  if (status != ST_OK) return 0;
+  const hi = h2 >= 0 ? loadN(<usize>h2, size - n1) : mmioRead(g2, size - n1);
+  return lo | (hi << (<u64>n1 << 3));
+}
+
+/** Write `size` bytes (1–8) at linear `lin`. */
+export function writeLin(lin: u64, size: i32, v: u64, priv: i32): void {
+  if (<i32>(lin & 0xfff) + size <= 4096) {
+    const h = translate(lin, ACC_WRITE, priv);
+    if (h >= 0) storeN(<usize>h, size, v);
+    else if (h == XL_MMIO) mmioWrite(xlatGpa, size, v);
+    return;
+  }
+  const n1 = 4096 - <i32>(lin & 0xfff);
+  const h1 = translate(lin, ACC_WRITE, priv);
+  if (h1 == XL_FAULT) return;
+  const g1 = xlatGpa;
+  const h2 = translate(nextPage(lin, n1), ACC_WRITE, priv);
+  if (h2 == XL_FAULT) return;
+  const g2 = xlatGpa;
+  if (h1 >= 0) storeN(<usize>h1, n1, v); else mmioWrite(g1, n1, v);
+  if (status != ST_OK) return;
+  const hv = v >> (<u64>n1 << 3);
+  if (h2 >= 0) storeN(<usize>h2, size - n1, hv); else mmioWrite(g2, size - n1, hv);
+}
+
+/** Probe that `size` bytes at `lin` are writable (faults only; no access). */
+export function probeWrite(lin: u64, size: i32, priv: i32): void {
+  translate(lin, ACC_WRITE, priv);
+  if (status != ST_OK) return;
+  if (<i32>(lin & 0xfff) + size > 4096) translate(nextPage(lin, 4096 - <i32>(lin & 0xfff)), ACC_WRITE, priv);
+}
+
+// ---- Segmented data access (the Core API) ----
+
+export function readMem(seg: i32, off: u64, size: i32): u64 {
+  const lin = segLinear(seg, off, size, ACC_READ);
+  if (status != ST_OK) return 0;
+  if (dataBpArmed) noteDataAccess(lin, size, false);
+  return readLin(lin, size, ACC_READ, privNow());
+}
+
+/** Read for a read-modify-write: faults as a write (permission and #PF W bit), reads the current value. */
+export function readMemRmw(seg: i32, off: u64, size: i32): u64 {
+  const lin = segLinear(seg, off, size, ACC_WRITE);
+  if (status != ST_OK) return 0;
+  const priv = privNow();
+  if (<i32>(lin & 0xfff) + size <= 4096) {
+    const h = translate(lin, ACC_WRITE, priv);
+    if (h >= 0) return loadN(<usize>h, size);
+    if (h == XL_FAULT) return 0;
+  } else {
+    probeWrite(lin, size, priv);
+    if (status != ST_OK) return 0;
+  }
+  return readLin(lin, size, ACC_READ, priv);
+}
+
+export function writeMem(seg: i32, off: u64, size: i32, v: u64): void {
+  const lin = segLinear(seg, off, size, ACC_WRITE);
+  if (status != ST_OK) return;
+  if (dataBpArmed) noteDataAccess(lin, size, true);
+  writeLin(lin, size, v, privNow());
+}
+
+// ---- System-structure access (GDT/LDT/IDT/TSS): implicit supervisor accesses ----
+
+export function readSys(lin: u64, size: i32): u64 { return readLin(lin, size, ACC_READ, PRIV_IMPLICIT); }
+export function writeSys(lin: u64, size: i32, v: u64): void { writeLin(lin, size, v, PRIV_IMPLICIT); }
+
+// ---- Stack ----
+
+@inline function spMask(ss: i32): u64 { return ss == 8 ? <u64>-1 : ss == 4 ? <u64>0xffffffff : <u64>0xffff; }
+
+/** Push `size` bytes: writes, then commits RSP (per the stack size). */
+export function push(size: i32, v: u64): void {
+  const ss = stackSize();
+  const rsp = reg64(RSP);
+  const m = spMask(ss);
+  const off = (rsp - <u64>size) & m;
+  writeMem(SEG_SS, off, size, v);
+  if (status != ST_OK) return;
+  setReg64(RSP, ss == 2 ? (rsp & ~m) | off : off);
+}
+
+/** Pop `size` bytes: reads, then commits RSP. */
+export function pop(size: i32): u64 {
+  const ss = stackSize();
+  const rsp = reg64(RSP);
+  const m = spMask(ss);
+  const v = readMem(SEG_SS, rsp & m, size);
+  if (status != ST_OK) return 0;
+  const nsp = (rsp + <u64>size) & m;
+  setReg64(RSP, ss == 2 ? (rsp & ~m) | nsp : nsp);
+  return v;
+}
+
+/** Read the stack slot `index` (0 = top) of `size` bytes without moving RSP. */
+export function peekStack(size: i32, index: i32): u64 {
+  const m = spMask(stackSize());
+  return readMem(SEG_SS, (reg64(RSP) + <u64>(size * index)) & m, size);
+}
+
+/** Write at SS:(RSP - k) style offsets without moving RSP (far calls, interrupt frames). */
+export function stackWriteAt(off: u64, size: i32, v: u64): void { writeMem(SEG_SS, off & spMask(stackSize()), size, v); }
+
+// ---- Instruction fetch ----
+
+/** Refill the fetch window for `ip`; returns the byte there (status set on a fault). */
+function fetchByteSlow(ip: u64): u32 {
+  if (ip - insnStart >= 15) { gp0(); return 0; }
+  let lin: u64;
+  let hiIp: u64;
+  if (mode == MODE_LONG) {
+    if (!canonical(ip)) { gp0(); return 0; }
+    lin = ip;
+    hiIp = <u64>-1;
+  } else {
+    const limit = <u64>load<u32>(S + VS_SEG_CS_LIMIT);
+    if (ip > limit) { gp0(); return 0; }
+    lin = (load<u64>(S + VS_SEG_CS_BASE) + ip) & 0xffffffff;
+    hiIp = limit + 1;
+  }
+  const h = translate(lin, ACC_EXEC, privNow());
+  if (h == XL_FAULT) return 0;
+  if (h == XL_MMIO) { internalErrorEmulation(); return 0; }
+  // Only a page that sits in the TLB (a whole page of one memslot) may become the window.
+  const po = lin & 0xfff;
+  let lo = ip - po;
+  let hi = lo + 4096;
+  if (load<u64>(tlbEntry(lin) + TLB_TAG) != (lin >> 12) + 1) { lo = ip; hi = ip + 1; }
+  if (hi > hiIp || hi < lo) hi = hiIp;
+  setFetchWindow(lo, hi, <u64>h - ip);
+  return <u32>load<u8>(<usize>h);
+}
+
+/** Host byte at `ip` or -1, without faulting (instruction bytes for internal errors). */
+export function peekCode(ip: u64): i32 {
+  if (ip >= fwLo && ip < fwHi) return <i32>load<u8>(<usize>(fwDelta + ip));
+  return -1;
+}
+
+function fetchSlow(n: i32): u64 {
+  let v: u64 = 0;
+  let ip = nextIp;
+  for (let i = 0; i < n; i++) {
+    let b: u32;
+    if (ip >= fwLo && ip < fwHi && ip - insnStart < 15) b = <u32>load<u8>(<usize>(fwDelta + ip));
+    else {
+      b = fetchByteSlow(ip);
+      if (status != ST_OK) return 0;
+    }
+    v |= (<u64>b) << (<u64>i << 3);
+    ip++;
+  }
+  setNextIp(ip);
+  return v;
+}
+
+@inline export function fetch8(): u32 {
+  const ip = nextIp;
+  if (ip >= fwLo && ip < fwHi && ip - insnStart < 15) {
+    setNextIp(ip + 1);
+    return <u32>load<u8>(<usize>(fwDelta + ip));
+  }
+  return <u32>fetchSlow(1);
+}
+@inline export function fetch16(): u32 {
+  const ip = nextIp;
+  if (ip >= fwLo && ip + 2 <= fwHi && ip + 2 - insnStart <= 15) {
+    setNextIp(ip + 2);
+    return <u32>load<u16>(<usize>(fwDelta + ip));
+  }
+  return <u32>fetchSlow(2);
+}
+@inline export function fetch32(): u32 {
+  const ip = nextIp;
+  if (ip >= fwLo && ip + 4 <= fwHi && ip + 4 - insnStart <= 15) {
+    setNextIp(ip + 4);
+    return load<u32>(<usize>(fwDelta + ip));
+  }
+  return <u32>fetchSlow(4);
+}
+@inline export function fetch64(): u64 {
+  const ip = nextIp;
+  if (ip >= fwLo && ip + 8 <= fwHi && ip + 8 - insnStart <= 15) {
+    setNextIp(ip + 8);
+    return load<u64>(<usize>(fwDelta + ip));
+  }
+  return fetchSlow(8);
+}

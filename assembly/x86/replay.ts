@@ -1,0 +1,75 @@
+// The replay log of restart-with-replay userspace exits (docs/core-contract.md):
+// each MMIO/PIO fragment of the instruction in flight, in order. After the exit,
+// the instruction runs again from insnStart and consumes the fragments instead of
+// exiting; the run loop clears the log when the instruction commits or faults.
+import {
+  REPLAY_ADDR, REPLAY_DATA, REPLAY_ENTRIES, REPLAY_KIND, REPLAY_LEN, REPLAY_SIZEOF, VS_REPLAY, VS_REPLAY_COUNT,
+  VS_REPLAY_POS,
+} from "../abi.generated";
+import { S } from "./cpu";
+
+export const RK_MMIO_READ: u32 = 1;
+export const RK_MMIO_WRITE: u32 = 2;
+export const RK_PIO_IN: u32 = 3;
+export const RK_PIO_OUT: u32 = 4;
+
+/** Data of the fragment consumed by the last successful replayNext(). */
+export let replayData: u64 = 0;
+
+@inline function entry(i: u32): usize { return <usize>(S + VS_REPLAY + <i32>i * REPLAY_SIZEOF); }
+@inline export function replayCount(): u32 { return load<u32>(S + VS_REPLAY_COUNT); }
+
+/** Consume the next fragment if it matches (kind, addr, len); a mismatch drops the rest of the log. */
+export function replayNext(kind: u32, addr: u64, len: u32): bool {
+  const pos = load<u32>(S + VS_REPLAY_POS);
+  const n = load<u32>(S + VS_REPLAY_COUNT);
+  if (pos >= n) return false;
+  const e = entry(pos);
+  if (load<u32>(e + REPLAY_KIND) != kind || load<u64>(e + REPLAY_ADDR) != addr || load<u32>(e + REPLAY_LEN) != len) {
+    store<u32>(S + VS_REPLAY_COUNT, pos);
+    return false;
+  }
+  replayData = load<u64>(e + REPLAY_DATA);
+  store<u32>(S + VS_REPLAY_POS, pos + 1);
+  return true;
+}
+
+/** Append a fragment (the access that is about to exit); false when the log is full. */
+export function replayAppend(kind: u32, addr: u64, len: u32, data: u64): bool {
+  const n = load<u32>(S + VS_REPLAY_COUNT);
+  if (n >= <u32>REPLAY_ENTRIES) return false;
+  const e = entry(n);
+  store<u64>(e + REPLAY_ADDR, addr);
+  store<u64>(e + REPLAY_DATA, data);
+  store<u32>(e + REPLAY_KIND, kind);
+  store<u32>(e + REPLAY_LEN, len);
+  store<u32>(S + VS_REPLAY_COUNT, n + 1);
+  store<u32>(S + VS_REPLAY_POS, n + 1);
+  return true;
+}
+
+/** Completion: store userspace's data into the last fragment (IN / MMIO read). */
+export function replayCompleteLast(data: u64): void {
+  const n = load<u32>(S + VS_REPLAY_COUNT);
+  if (n == 0) return;
+  store<u64>(entry(n - 1) + REPLAY_DATA, data);
+}
+
+/** Kind of the last fragment (0 when empty). */
+export function replayLastKind(): u32 {
+  const n = load<u32>(S + VS_REPLAY_COUNT);
+  return n == 0 ? 0 : load<u32>(entry(n - 1) + REPLAY_KIND);
+}
+export function replayLastLen(): u32 {
+  const n = load<u32>(S + VS_REPLAY_COUNT);
+  return n == 0 ? 0 : load<u32>(entry(n - 1) + REPLAY_LEN);
+}
+
+/** Rewind for a re-execution (at run() entry). */
+export function replayRewind(): void { store<u32>(S + VS_REPLAY_POS, 0); }
+
+/** The instruction committed (or faulted): forget its fragments. Also for REP iterations that commit. */
+export function replayClear(): void {
+  store<u32>(S + VS_REPLAY_COUNT, 0);
+  store<u32>(S + VS_REPLAY_POS, 0);
+}
