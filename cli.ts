@@ -6,6 +6,9 @@
 import { Command, CommanderError } from "commander";
 import { exitsCommand, layoutCommand } from "./src/cli/layout.ts";
 import { failAndExit, UsageError } from "./src/cli/errors.ts";
+import { execCommand } from "./src/cli/exec.ts";
+import { runCommand } from "./src/cli/run.ts";
+import { scenariosCommand } from "./src/cli/scenarios.ts";
 
 export function buildCli(): Command {
   const program = new Command("kvmsim")
@@ -13,6 +16,9 @@ export function buildCli(): Command {
     .version("0.1.0");
   program.addCommand(layoutCommand());
   program.addCommand(exitsCommand());
+  program.addCommand(runCommand());
+  program.addCommand(execCommand());
+  program.addCommand(scenariosCommand());
   for (const c of program.commands) c.exitOverride();
   program.exitOverride();
   return program;

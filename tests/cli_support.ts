@@ -1,0 +1,43 @@
+/**
+ * Run the real `kvmsim` process (`deno run -A cli.ts …`) for the CLI tests.
+ *
+ * @module
+ */
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url).pathname;
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `kvmsim ...args` and collect its exit code and output. */
+export async function kvmsim(args: readonly string[], cwd = ROOT): Promise<CliResult> {
+  const env = { ...Deno.env.toObject(), NO_COLOR: "1" };
+  delete (env as Record<string, string | undefined>).RUST_BACKTRACE;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", CLI, ...args],
+    cwd,
+    env,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** `kvmsim exec ...args --json`, parsed; fails with the process output when it did not exit 0. */
+export async function execJson(args: readonly string[]): Promise<ExecJson> {
+  const r = await kvmsim(["exec", ...args, "--json"]);
+  if (r.code !== 0) throw new Error(`kvmsim exec ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as ExecJson;
+}
+
+export interface ExecJson {
+  exits: Array<{ reason: string; [k: string]: unknown }>;
+  stop: string;
+  regs: Record<string, string>;
+  instructions: number;
+}
