@@ -88,3 +88,6 @@ export type { CpuidEntry } from "./src/x86/cpuid.ts";
 export { resetRegs, resetSregs } from "./src/x86/reset.ts";
 export type { KvmDebugRegs, KvmDtable, KvmRegs, KvmSegment, KvmSregs, KvmVcpuEvents } from "./src/x86/regs.ts";
 export { PAGE_1G, PAGE_2M, PAGE_4K, PTE_NX, PTE_P, PTE_RW, PTE_US } from "./src/x86/page_tables.ts";
+// Guest code: the mini Intel-syntax assembler.
+export { AsmError, assemble } from "./src/asm/x86.ts";
+export type { AsmOptions, AsmResult } from "./src/asm/x86.ts";

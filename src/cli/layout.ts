@@ -4,7 +4,7 @@ import { findStruct, layoutJson, layoutTable, parseArch } from "../abi/render.ts
 import { EXIT_REASONS } from "../abi/constants.ts";
 import { UsageError } from "./errors.ts";
 
-export function layoutCommand(): Command {
+export function layoutCommand(): Command<[string]> {
   return new Command("layout")
     .description("offsets, sizes and padding of a KVM uapi or kvmsim-internal struct")
     .argument("<struct>", "struct name, e.g. kvm_run, kvm_regs, kvm_sregs, vcpu_state")

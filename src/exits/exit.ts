@@ -54,7 +54,9 @@ export type VcpuExit =
 export type ExitReason = VcpuExit["reason"];
 
 /** The exit type for one reason. */
-export type ExitOf<R extends ExitReason> = Extract<VcpuExit, { reason: R }>;
+/** The exit variant(s) for `reason` (MsrExit covers both x86_rdmsr and x86_wrmsr). */
+export type ExitOf<R extends ExitReason> = VcpuExit extends infer E ? E extends { reason: infer X } ? R extends X ? E : never : never
+  : never;
 
 /** Compile-time exhaustiveness check for `switch (exit.reason)`. */
 export function unreachable(x: never, what = "value"): never {
