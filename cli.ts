@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { exitsCommand, layoutCommand } from "./src/cli/layout.ts";
 import { failAndExit, UsageError } from "./src/cli/errors.ts";
 import { execCommand } from "./src/cli/exec.ts";
+import { diffCommand } from "./src/cli/diff.ts";
 import { runCommand } from "./src/cli/run.ts";
 import { scenariosCommand } from "./src/cli/scenarios.ts";
 
@@ -18,6 +19,7 @@ export function buildCli(): Command {
   program.addCommand(exitsCommand());
   program.addCommand(runCommand());
   program.addCommand(execCommand());
+  program.addCommand(diffCommand());
   program.addCommand(scenariosCommand());
   for (const c of program.commands) c.exitOverride();
   program.exitOverride();

@@ -65,6 +65,9 @@ import {
 import { RESET_XCR0, resetDebugRegs, resetMsrs, resetRegs, resetSregs } from "./x86/reset.ts";
 import { MmioBus, PioBus } from "./devices/bus.ts";
 import { type RunResult, runUntil, type RunUntilOptions } from "./exits/run_loop.ts";
+import type { BackendVm } from "./backends/front.ts";
+import type { BackendName, GuestVm } from "./backends/types.ts";
+import { createKvmVm, type KvmVmOptions } from "./backends/kvm/mod.ts";
 
 const VMC = layOut(VM_CONTROL);
 const vmc = (p: string) => VM_CONTROL_BASE + field(VMC, p).offset;
@@ -815,7 +818,14 @@ export class Vm implements GuestPhys {
   }
 }
 
-/** Create a VM (KVM_CREATE_VM + the shared memory, sized once). */
-export function createVm(opts: CreateVmOptions = {}): Vm {
-  return new Vm(opts);
+/**
+ * Create a VM (KVM_CREATE_VM + the shared memory, sized once). With
+ * `backend: "kvm"` the VM runs on the host's /dev/kvm (src/backends/kvm/).
+ */
+export function createVm(opts?: CreateVmOptions & { backend?: "sim" }): Vm;
+export function createVm(opts: KvmVmOptions & { backend: "kvm" }): BackendVm;
+export function createVm(opts: (CreateVmOptions | KvmVmOptions) & { backend?: BackendName }): GuestVm;
+export function createVm(opts: (CreateVmOptions | KvmVmOptions) & { backend?: BackendName } = {}): Vm | BackendVm {
+  const { backend, ...rest } = opts;
+  return backend === "kvm" ? createKvmVm(rest as KvmVmOptions) : new Vm(rest as CreateVmOptions);
 }

@@ -38,6 +38,8 @@ export interface ExecOptions {
   maxInsns?: string;
   singleStep?: boolean;
   json?: boolean;
+  backend?: string;
+  timeout?: string;
 }
 
 function parseMode(text: string) {
@@ -150,7 +152,23 @@ export async function execSpec(opts: ExecOptions): Promise<ExecSpec> {
     maxExits: parseCount("--max-exits", opts.maxExits, 1),
     singleStep: opts.singleStep ?? false,
   };
-  return opts.maxInsns === undefined ? spec : { ...spec, maxInsns: parseCount("--max-insns", opts.maxInsns, 1) };
+  const withBackend = withBackendSpec(spec, opts);
+  return opts.maxInsns === undefined
+    ? withBackend
+    : { ...withBackend, maxInsns: parseCount("--max-insns", opts.maxInsns, 1) };
+}
+
+/** --backend and --timeout (kvm: no instruction limit, a KVM_RUN watchdog). */
+function withBackendSpec(spec: ExecSpec, opts: ExecOptions): ExecSpec {
+  const backend = opts.backend ?? "sim";
+  if (backend !== "sim" && backend !== "kvm") {
+    throw new UsageError(`--backend ${backend}: expected sim or kvm`);
+  }
+  if (backend === "kvm" && opts.maxInsns !== undefined) {
+    throw new UsageError(`--max-insns ${opts.maxInsns}: the kvm backend cannot count instructions (use --max-exits)`);
+  }
+  const timeoutMs = parseCount("--timeout", opts.timeout ?? "10000", 1);
+  return backend === "kvm" ? { ...spec, backend, timeoutMs } : { ...spec, backend };
 }
 
 /** The readable report. */
@@ -163,7 +181,7 @@ export function execReport(r: ExecResult): string {
   for (let i = 0; i < names.length; i += 4) {
     lines.push(`  ${names.slice(i, i + 4).map((n) => `${n.padEnd(6)} ${r.regs[n].padStart(18)}`).join("  ")}`);
   }
-  lines.push(`instructions: ${r.instructions}`);
+  lines.push(`instructions: ${r.instructions ?? "not counted (kvm)"}`);
   return lines.join("\n");
 }
 
@@ -207,16 +225,18 @@ Exits (no devices are attached; every exit is answered and recorded):
   len, suberror, type, exception and instructions are numbers. data is the
   little-endian value (for IN and MMIO reads: the answer given); string IO with
   count > 1 gives an array with one hex string per element. stop is the reason
-  of the last exit, or max-exits / max-insns.
+  of the last exit, or max-exits / max-insns / timeout (kvm watchdog).
+  With --backend kvm, instructions is null (KVM does not count them) and
+  --max-insns is refused.
 
 Examples:
   kvmsim exec --code b041e6e9f4 --json          # mov al,0x41; out 0xe9,al; hlt
   kvmsim exec --mode real --asm boot.s --in 0x60=0x1c
   kvmsim exec --file guest.bin --set rcx=10 --max-insns 1000`;
 
-export function execCommand(): Command {
-  return new Command("exec")
-    .description("run raw guest code in a fresh VM (no devices) and report its exits and registers")
+/** A command with exec's options (`kvmsim exec`, `kvmsim diff`). */
+export function withExecOptions(name: string) {
+  return new Command(name)
     .option("--mode <mode>", "real | protected | long", "long")
     .option("--code <hex>", "guest code as hex bytes, e.g. b041e6e9f4")
     .option("--file <path>", "guest code as a flat binary file")
@@ -230,6 +250,13 @@ export function execCommand(): Command {
     .option("--max-insns <n>", "stop after this many instructions")
     .option("--single-step", "KVM_GUESTDBG_SINGLESTEP: a debug exit after every instruction")
     .option("--json", "print one JSON object")
+    .option("--backend <name>", "sim (the simulator) | kvm (the host's /dev/kvm)", "sim")
+    .option("--timeout <ms>", 'kvm: watchdog per KVM_RUN; the run stops with "timeout"', "10000");
+}
+
+export function execCommand(): Command {
+  return withExecOptions("exec")
+    .description("run raw guest code in a fresh VM (no devices) and report its exits and registers")
     .addHelpText("after", HELP_AFTER)
     .action(async (opts) => {
       const result = execGuest(

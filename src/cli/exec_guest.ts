@@ -20,6 +20,8 @@
  */
 import { KVM_CONSTANTS as K } from "../abi/constants.ts";
 import { KvmsimError } from "../errors.ts";
+import type { BackendName, GuestVcpu, GuestVm } from "../backends/types.ts";
+import { KvmRunTimeoutError, KvmUnavailableError } from "../backends/kvm/errors.ts";
 import { KVM_ENOSYS } from "../exits/hypercall.ts";
 import { RESUME } from "../exits/outcome.ts";
 import type { ExitHandlers } from "../exits/dispatch.ts";
@@ -46,6 +48,10 @@ export interface ExecSpec {
   readonly maxInsns?: number;
   /** KVM_GUESTDBG_SINGLESTEP: a debug exit after every instruction. */
   readonly singleStep?: boolean;
+  /** "sim" (default) or "kvm" (the host's /dev/kvm). */
+  readonly backend?: BackendName;
+  /** kvm: watchdog per KVM_RUN in ms; when it fires the run stops with "timeout". */
+  readonly timeoutMs?: number;
 }
 
 /** Why the run stopped: the reason of the last exit, or the limit that was hit. */
@@ -55,15 +61,25 @@ export interface ExecResult {
   readonly exits: ExitJson[];
   readonly stop: ExecStop;
   readonly regs: Record<(typeof KVM_REGS_NAMES)[number], string>;
-  readonly instructions: number;
+  /** Instructions retired; null on the kvm backend (KVM does not count them). */
+  readonly instructions: number | null;
 }
 
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 
-function createGuest(spec: ExecSpec) {
+function createGuest(spec: ExecSpec): { vm: GuestVm & { close?: () => void }; vcpu: GuestVcpu } {
   try {
-    return createVmWithOneVcpu({ mode: spec.mode, code: spec.code, load: spec.load, memSize: spec.mem, stack: false });
+    return createVmWithOneVcpu({
+      mode: spec.mode,
+      code: spec.code,
+      load: spec.load,
+      memSize: spec.mem,
+      stack: false,
+      backend: spec.backend ?? "sim",
+      ...(spec.timeoutMs === undefined ? {} : { runTimeoutMs: spec.timeoutMs }),
+    });
   } catch (e) {
+    if (e instanceof KvmUnavailableError) throw e;
     // The VM API's checks (code beyond RAM, real mode beyond 64 KiB, …) are input errors here.
     if (e instanceof KvmsimError) throw new UsageError(e.message);
     throw e;
@@ -73,6 +89,14 @@ function createGuest(spec: ExecSpec) {
 /** Run `spec` and collect the report. */
 export function execGuest(spec: ExecSpec): ExecResult {
   const { vm, vcpu } = createGuest(spec);
+  try {
+    return execOn(vm, vcpu, spec);
+  } finally {
+    vm.close?.();
+  }
+}
+
+function execOn(vm: GuestVm, vcpu: GuestVcpu, spec: ExecSpec): ExecResult {
   vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_INVAL | K.KVM_MSR_EXIT_REASON_UNKNOWN);
   vm.enableHypercallExit(1 << K.KVM_HC_MAP_GPA_RANGE);
   vcpu.setRegs(spec.set);
@@ -111,15 +135,21 @@ export function execGuest(spec: ExecSpec): ExecResult {
   };
 
   const exits: ExitJson[] = [];
-  const run = vm.runUntil(vcpu, {
-    handlers,
-    maxExits: spec.maxExits,
-    ...(spec.maxInsns === undefined ? {} : { maxInstructions: spec.maxInsns }),
-    onExit: (exit) => {
-      if (exit.reason !== "intr") exits.push(exitToJson(exit, answer));
-      answer = {};
-    },
-  });
+  let run;
+  try {
+    run = vm.runUntil(vcpu, {
+      handlers,
+      maxExits: spec.maxExits,
+      ...(spec.maxInsns === undefined ? {} : { maxInstructions: spec.maxInsns }),
+      onExit: (exit) => {
+        if (exit.reason !== "intr") exits.push(exitToJson(exit, answer));
+        answer = {};
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof KvmRunTimeoutError)) throw e;
+    return result(exits, "timeout", vcpu);
+  }
 
   let stop: ExecStop;
   switch (run.stop.kind) {
@@ -136,7 +166,12 @@ export function execGuest(spec: ExecSpec): ExecResult {
     vcpu.run();
     vcpu.immediateExit = false;
   }
+  return result(exits, stop, vcpu);
+}
+
+function result(exits: ExitJson[], stop: ExecStop, vcpu: GuestVcpu): ExecResult {
   const r = vcpu.getRegs();
   const regs = Object.fromEntries(KVM_REGS_NAMES.map((n) => [n, hex(r[n])])) as ExecResult["regs"];
-  return { exits, stop, regs, instructions: vcpu.instructions };
+  const n = vcpu.instructions;
+  return { exits, stop, regs, instructions: Number.isNaN(n) ? null : n };
 }

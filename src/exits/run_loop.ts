@@ -18,7 +18,7 @@
 import { KVM_CONSTANTS as K } from "../abi/constants.ts";
 import type { RangeBus } from "../devices/bus.ts";
 import { MmioBus, PioBus } from "../devices/bus.ts";
-import type { Vcpu } from "../vcpu.ts";
+import type { RunnableVcpu } from "../backends/types.ts";
 import type { CoreExports } from "../wasm.ts";
 import {
   decodeExit,
@@ -179,7 +179,7 @@ function fastLoop(
 }
 
 /** Run `vcpu` until a handler stops it or a limit is hit. */
-export function runUntil(vcpu: Vcpu, opts: RunUntilOptions = {}): RunResult {
+export function runUntil(vcpu: RunnableVcpu, opts: RunUntilOptions = {}): RunResult {
   const pio = opts.pio ?? new PioBus();
   const mmio = opts.mmio ?? new MmioBus();
   const ctx: ExitContext = { pio, mmio, vcpuId: vcpu.id };

@@ -23,6 +23,8 @@
  */
 import { createVm, type CreateVmOptions, type Vm } from "../vm.ts";
 import type { Vcpu } from "../vcpu.ts";
+import type { BackendVcpu, BackendVm } from "../backends/front.ts";
+import type { BackendName, GuestVcpu, GuestVm } from "../backends/types.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { idtGate32, idtGate64, segmentDescriptor, systemDescriptor64 } from "./descriptors.ts";
 import { PAGE_2M, PTE_RW } from "./page_tables.ts";
@@ -70,7 +72,7 @@ export interface GuestLayout {
   readonly stackTop?: number;
 }
 
-function ramEnd(vm: Vm): number {
+function ramEnd(vm: GuestVm): number {
   const r = vm.memoryRegion(0);
   if (r.gpa !== 0 || r.size < 2 * RESERVED_SIZE) {
     throw new InvalidArgumentError(
@@ -81,7 +83,7 @@ function ramEnd(vm: Vm): number {
   return r.size;
 }
 
-function writeGdt(vm: Vm, at: number, tss: number): void {
+function writeGdt(vm: GuestVm, at: number, tss: number): void {
   const tssDesc = systemDescriptor64(BigInt(tss), 0x67, 0xb);
   const entries = [
     0n,
@@ -99,7 +101,7 @@ function exceptionStub(port: number, vector: number): number[] {
   return [0x66, 0xba, port & 0xff, port >> 8, 0xb0, vector, 0xee, 0xf4, 0xeb, 0xfd];
 }
 
-function writeIdt(vm: Vm, mode: "protected" | "long", idt: number, stubs: number, port: number | undefined): void {
+function writeIdt(vm: GuestVm, mode: "protected" | "long", idt: number, stubs: number, port: number | undefined): void {
   vm.guestView(idt, 0x1000).fill(0);
   if (port === undefined) return;
   if (!Number.isInteger(port) || port < 0 || port > 0xffff) {
@@ -150,7 +152,7 @@ const unusableLdt = (): KvmSegment => ({
 });
 
 /** Identity-map the low 4 GiB with 2 MiB pages, tables at the fixed reserved-area offsets. Returns the PML4 GPA. */
-export function identityMapLow4G(vm: Vm, reservedBase: number): number {
+export function identityMapLow4G(vm: GuestVm, reservedBase: number): number {
   const pml4 = reservedBase + LAYOUT.pml4;
   const pdpt = reservedBase + LAYOUT.pdpt;
   vm.guestView(pml4, 0x6000).fill(0);
@@ -165,7 +167,7 @@ export function identityMapLow4G(vm: Vm, reservedBase: number): number {
 }
 
 /** Put `vcpu` in 64-bit long mode (kvm_util vcpu_setup for VM_MODE_PXXV48_4K). */
-export function setupLongMode(vm: Vm, vcpu: Vcpu, opts: ModeSetupOptions = {}): GuestLayout {
+export function setupLongMode(vm: GuestVm, vcpu: GuestVcpu, opts: ModeSetupOptions = {}): GuestLayout {
   const end = ramEnd(vm);
   const base = end - RESERVED_SIZE;
   vm.reservePhys(base, RESERVED_SIZE);
@@ -200,7 +202,7 @@ export function setupLongMode(vm: Vm, vcpu: Vcpu, opts: ModeSetupOptions = {}): 
 }
 
 /** Put `vcpu` in 32-bit protected mode, flat segments, paging off. */
-export function setupProtectedMode(vm: Vm, vcpu: Vcpu, opts: ModeSetupOptions = {}): GuestLayout {
+export function setupProtectedMode(vm: GuestVm, vcpu: GuestVcpu, opts: ModeSetupOptions = {}): GuestLayout {
   const end = ramEnd(vm);
   const base = end - RESERVED_SIZE;
   vm.reservePhys(base, RESERVED_SIZE);
@@ -233,7 +235,7 @@ export function setupProtectedMode(vm: Vm, vcpu: Vcpu, opts: ModeSetupOptions = 
 }
 
 /** Real mode at CS = 0: every segment register 0 (base 0, limit 0xffff), IVT at 0. */
-export function setupRealMode(vm: Vm, vcpu: Vcpu): GuestLayout {
+export function setupRealMode(vm: GuestVm, vcpu: GuestVcpu): GuestLayout {
   const end = vm.memoryRegion(0).size;
   const seg = (type: number) => realSegment(0, type);
   vcpu.setSregs({
@@ -263,6 +265,10 @@ export interface OneVcpuOptions extends ModeSetupOptions, Omit<CreateVmOptions, 
   memSize?: number;
   /** vCPU id (default 0). */
   vcpuId?: number;
+  /** "sim" (default: the WASM core) or "kvm" (the host's /dev/kvm; close the VM when done). */
+  backend?: BackendName;
+  /** kvm backend: watchdog for every KVM_RUN, in ms (default none). */
+  runTimeoutMs?: number;
 }
 
 /**
@@ -274,14 +280,38 @@ export interface OneVcpuOptions extends ModeSetupOptions, Omit<CreateVmOptions, 
  * vcpu.run(); // {reason: "hlt"}
  * ```
  */
-export function createVmWithOneVcpu(opts: OneVcpuOptions = {}): { vm: Vm; vcpu: Vcpu; layout: GuestLayout } {
+export function createVmWithOneVcpu(
+  opts?: OneVcpuOptions & { backend?: "sim" },
+): { vm: Vm; vcpu: Vcpu; layout: GuestLayout };
+export function createVmWithOneVcpu(
+  opts: OneVcpuOptions & { backend: "kvm" },
+): { vm: BackendVm; vcpu: BackendVcpu; layout: GuestLayout };
+export function createVmWithOneVcpu(opts: OneVcpuOptions): { vm: GuestVm; vcpu: GuestVcpu; layout: GuestLayout };
+export function createVmWithOneVcpu(opts: OneVcpuOptions = {}): { vm: GuestVm; vcpu: GuestVcpu; layout: GuestLayout } {
   const memSize = opts.memSize ?? 16 << 20;
-  const load = opts.load ?? 0x1000;
-  const mode = opts.mode ?? "long";
+  if (opts.backend === "kvm") {
+    const vm = createVm({
+      backend: "kvm",
+      memSize,
+      ...(opts.cpuid ? { cpuid: opts.cpuid } : {}),
+      ...(opts.runTimeoutMs !== undefined ? { runTimeoutMs: opts.runTimeoutMs } : {}),
+    });
+    try {
+      return loadOneVcpu(vm, opts, memSize);
+    } catch (e) {
+      vm.close();
+      throw e;
+    }
+  }
   const vmOpts: CreateVmOptions = { ramPoolSize: opts.ramPoolSize ?? memSize + (4 << 20), memSize };
   if (opts.cpuid) vmOpts.cpuid = opts.cpuid;
   if (opts.module) vmOpts.module = opts.module;
-  const vm = createVm(vmOpts);
+  return loadOneVcpu(createVm(vmOpts), opts, memSize);
+}
+
+function loadOneVcpu(vm: GuestVm, opts: OneVcpuOptions, memSize: number) {
+  const load = opts.load ?? 0x1000;
+  const mode = opts.mode ?? "long";
   const vcpu = vm.addVcpu(opts.vcpuId ?? 0);
   const code = opts.code ?? [];
   if (mode === "real" && load + code.length > 0x10000) {
