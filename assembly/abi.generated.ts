@@ -222,8 +222,8 @@ export const CPUID_ECX: i32 = 20;
 export const CPUID_EDX: i32 = 24;
 export const CPUID_PADDING: i32 = 28;
 
-// struct vcpu_state: 9112 bytes
-export const VS_SIZEOF: i32 = 9112;
+// struct vcpu_state: 9120 bytes
+export const VS_SIZEOF: i32 = 9120;
 export const VS_GPR: i32 = 0;
 export const VS_RIP: i32 = 128;
 export const VS_RFLAGS: i32 = 136;
@@ -386,19 +386,20 @@ export const VS_PAD1: i32 = 684;
 export const VS_INSTRUCTIONS: i32 = 688;
 export const VS_EXITS: i32 = 696;
 export const VS_PENDING_RIP: i32 = 704;
-export const VS_TLB_GEN: i32 = 712;
-export const VS_REPLAY_COUNT: i32 = 716;
-export const VS_REPLAY_POS: i32 = 720;
-export const VS_PENDING_FLAGS: i32 = 724;
-export const VS_REPLAY: i32 = 728;
-export const VS_REPLAY_ADDR: i32 = 728;
-export const VS_REPLAY_DATA: i32 = 736;
-export const VS_REPLAY_KIND: i32 = 744;
-export const VS_REPLAY_LEN: i32 = 748;
-export const VS_TLB: i32 = 920;
-export const VS_TLB_TAG: i32 = 920;
-export const VS_TLB_HOST: i32 = 928;
-export const VS_TLB_PERM: i32 = 932;
+export const VS_PENDING_INSN_RIP: i32 = 712;
+export const VS_TLB_GEN: i32 = 720;
+export const VS_REPLAY_COUNT: i32 = 724;
+export const VS_REPLAY_POS: i32 = 728;
+export const VS_PENDING_FLAGS: i32 = 732;
+export const VS_REPLAY: i32 = 736;
+export const VS_REPLAY_ADDR: i32 = 736;
+export const VS_REPLAY_DATA: i32 = 744;
+export const VS_REPLAY_KIND: i32 = 752;
+export const VS_REPLAY_LEN: i32 = 756;
+export const VS_TLB: i32 = 928;
+export const VS_TLB_TAG: i32 = 928;
+export const VS_TLB_HOST: i32 = 936;
+export const VS_TLB_PERM: i32 = 940;
 
 // struct kvm_segment: 24 bytes
 export const SEG_SIZEOF: i32 = 24;

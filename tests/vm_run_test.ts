@@ -19,27 +19,6 @@ function guest(src: string, mode: GuestMode = "long", load = 0x1000) {
 }
 const BUDGET = 100_000;
 
-/**
- * Whether the core executes `insn` (rather than reporting it as
- * KVM_INTERNAL_ERROR_EMULATION): tests of system instructions the core does
- * not dispatch yet are skipped with that reason instead of failing.
- */
-function coreExecutes(insn: string): boolean {
-  const { vcpu } = guest(`${insn}\nhlt`);
-  const e = vcpu.run(BUDGET);
-  const missing = e.reason === "internal_error" && e.suberror === K.KVM_INTERNAL_ERROR_EMULATION;
-  if (missing) {
-    console.warn(`skipping tests that need \`${insn}\`: the core reports it as KVM_INTERNAL_ERROR_EMULATION`);
-  }
-  return !missing;
-}
-const HAS = {
-  rdmsr: coreExecutes("rdmsr"),
-  wrmsr: coreExecutes("wrmsr"),
-  vmmcall: coreExecutes("vmmcall"),
-  int3: coreExecutes("int3"),
-};
-
 for (const mode of ["long", "protected", "real"] as const) {
   Deno.test(`${mode} mode: OUT gives an io exit with RIP at the OUT, then HLT with RIP after it`, () => {
     const { vcpu } = guest("mov al, 0x41\nout 0xe9, al\nhlt", mode);
@@ -203,10 +182,7 @@ Deno.test("setRegs() between runs takes effect (dirty flag honoured by the core)
   assert.equal(e.data[0], 0x99);
 });
 
-Deno.test({
-  name: "user-space MSR exit: RDMSR of an unknown MSR exits, setData() completes into EDX:EAX",
-  ignore: !HAS.rdmsr,
-}, () => {
+Deno.test("user-space MSR exit: RDMSR of an unknown MSR exits, setData() completes into EDX:EAX", () => {
   const { vm, vcpu } = guest("mov ecx, 0xc0011234\nrdmsr\nhlt");
   vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_UNKNOWN);
   const e = vcpu.run(BUDGET);
@@ -219,10 +195,7 @@ Deno.test({
   assert.deepEqual([r.rax, r.rdx], [0x55667788n, 0x11223344n]);
 });
 
-Deno.test({
-  name: "MSR filter: a denied WRMSR exits with KVM_MSR_EXIT_REASON_FILTER and the value",
-  ignore: !HAS.wrmsr,
-}, () => {
+Deno.test("MSR filter: a denied WRMSR exits with KVM_MSR_EXIT_REASON_FILTER and the value", () => {
   const { vm, vcpu } = guest("mov ecx, 0xc0000081\nmov eax, 0x10\nxor edx, edx\nwrmsr\nhlt");
   vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_FILTER);
   vm.setMsrFilter({
@@ -236,10 +209,7 @@ Deno.test({
   assert.equal(vcpu.getMsr(0xc0000081), 0n, "userspace handled it: the in-kernel MSR is unchanged");
 });
 
-Deno.test({
-  name: "hypercall exit: VMMCALL KVM_HC_MAP_GPA_RANGE exits when enabled; setReturn() lands in RAX",
-  ignore: !HAS.vmmcall,
-}, () => {
+Deno.test("hypercall exit: VMMCALL KVM_HC_MAP_GPA_RANGE exits when enabled; setReturn() lands in RAX", () => {
   const { vm, vcpu } = guest("mov eax, 12\nmov ebx, 0x100000\nmov ecx, 4\nmov edx, 0\nvmmcall\nhlt");
   vm.enableHypercallExit(1 << K.KVM_HC_MAP_GPA_RANGE);
   const e = vcpu.run(BUDGET);
@@ -252,10 +222,7 @@ Deno.test({
   assert.equal(vcpu.getRegs().rax, 0n);
 });
 
-Deno.test({
-  name: "guest debug: INT3 with KVM_GUESTDBG_USE_SW_BP is a debug exit; runUntil stops with debug",
-  ignore: !HAS.int3,
-}, () => {
+Deno.test("guest debug: INT3 with KVM_GUESTDBG_USE_SW_BP is a debug exit; runUntil stops with debug", () => {
   const { vm, vcpu } = guest("nop\nint3\nhlt");
   vcpu.setGuestDebug({ control: K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_USE_SW_BP });
   const r = vm.runUntil(vcpu, { maxExits: 5 });

@@ -9,14 +9,17 @@ import {
   KVM_RUN_FLAGS, KVM_RUN_HYPERCALL_RET, KVM_RUN_IF_FLAG, KVM_RUN_IMMEDIATE_EXIT, KVM_RUN_MMIO_DATA, KVM_RUN_MSR_DATA,
   KVM_RUN_MSR_ERROR, KVM_RUN_READY_FOR_INTERRUPT_INJECTION, PAGE_SIZE, SEG_BASE, VMC_MEMSLOT_GEN, VM_CONTROL_BASE,
   VS_APIC_BASE, VS_CR8, VS_DIRTY, VS_EXC_ERROR_CODE, VS_EXC_HAS_ERROR, VS_EXC_NR, VS_EXC_PENDING, VS_EXITS,
-  VS_INTERRUPT_SHADOW, VS_PENDING_FLAGS, VS_PENDING_RIP, VS_SEG_CS, VS_TLB_GEN, VS_TRIPLE_FAULT_PENDING,
+  VS_INSTRUCTIONS, VS_INTERRUPT_SHADOW, VS_PENDING_FLAGS, VS_PENDING_INSN_RIP, VS_PENDING_RIP, VS_REPLAY_COUNT,
+  VS_RFLAGS, VS_SEG_CS, VS_TLB_GEN, VS_TRIPLE_FAULT_PENDING,
 } from "../abi.generated";
 import { RAX, RDX, RUN, S, ST_EXIT, ST_FAULT, ST_OK, rip, selectVcpu, setReg64, setRip, setStatus, status } from "../x86/cpu";
 import { insnStart } from "../x86/decode_state";
 import { EXC_DB, excError, excHasError, excIsTrap, excVector, gp0 } from "../x86/exceptions";
 import { invalidateFetch } from "../x86/fetchwin";
 import { MODE_LONG, MODE_V86, RFLAGS_IF, RFLAGS_RF, RFLAGS_TF, mode, recomputeMode } from "../x86/mode";
-import { PEND_HYPERCALL, PEND_MMIO_READ, PEND_PIO_IN, PEND_RDMSR, PEND_WRMSR } from "../x86/mem";
+import {
+  PEND_HYPERCALL, PEND_MMIO_READ, PEND_MMIO_WRITE, PEND_PIO_IN, PEND_PIO_OUT, PEND_RDMSR, PEND_WRMSR,
+} from "../x86/mem";
 import { setMaxPhyAddr } from "../x86/paging";
 import { replayClear, replayCompleteLast, replayCount, replayRewind } from "../x86/replay";
 import { tlbFlush } from "../x86/tlb";
@@ -25,7 +28,8 @@ import {
   hwBpDebug, refreshDebug, singleStepDebug,
 } from "../x86/debug";
 import { deliverEvent, tripleFault } from "../x86/sys_int";
-import { flagsIn, flagsOut, getFlags, setFlags, step, stepMany } from "../x86/core_link";
+import { flagsIn, getFlags, setFlags, step, stepMany } from "../x86/core_link";
+import { flagsOther } from "../x86/flags";
 import { cpuidEax, cpuidLookup, findCpuid } from "./cpuid";
 import { tscRunEnd, tscRunStart } from "./msr";
 import { internalErrorEmulation } from "./exits";
@@ -45,9 +49,9 @@ function cpuidLookupEax(fn: u32): u32 { cpuidLookup(fn, 0); return cpuidEax; }
 @inline function linRip(): u64 { return (mode == MODE_LONG ? 0 : load<u64>(S + VS_SEG_CS + SEG_BASE)) + rip(); }
 
 function finish(reason: i32): i32 {
-  flagsOut();
-  tscRunEnd();
   const f = getFlags();
+  store<u64>(S + VS_RFLAGS, f); // flagsOut()
+  tscRunEnd();
   store<u32>(RUN + KVM_RUN_EXIT_REASON, <u32>reason);
   const ifl = (f & RFLAGS_IF) != 0;
   store<u8>(RUN + KVM_RUN_IF_FLAG, ifl ? 1 : 0);
@@ -58,11 +62,31 @@ function finish(reason: i32): i32 {
   return reason;
 }
 
+/** finish() with the exit reason already in kvm_run (written by the exiting code). */
+function finishExit(): i32 { return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON)); }
+
+/** Nothing forces the per-instruction path (TF/RF, guest debug, breakpoints, interrupt shadow). */
+@inline function plainStepping(): bool {
+  return (flagsOther & (RFLAGS_TF | RFLAGS_RF)) == 0 && !execBpArmed && !dataBpArmed && !singleStepDebug() &&
+    load<u8>(S + VS_INTERRUPT_SHADOW) == 0;
+}
+
 /** Complete the exit the last run() returned with (data from kvm_run / the PIO page). */
 function completePending(): void {
   const pf = load<u32>(S + VS_PENDING_FLAGS);
   if (pf == 0) return;
   store<u32>(S + VS_PENDING_FLAGS, 0);
+  if ((pf & (PEND_PIO_OUT | PEND_MMIO_WRITE)) != 0) {
+    // The data went out with the exit: retire the instruction by moving RIP (KVM's
+    // complete_fast_pio_out), unless userspace moved RIP or a per-instruction
+    // feature needs the instruction replayed through step() (its fragment is logged).
+    if (rip() == load<u64>(S + VS_PENDING_INSN_RIP) && plainStepping()) {
+      setRip(load<u64>(S + VS_PENDING_RIP));
+      replayClear();
+      store<u64>(S + VS_INSTRUCTIONS, load<u64>(S + VS_INSTRUCTIONS) + 1);
+    }
+    return;
+  }
   if ((pf & PEND_MMIO_READ) != 0) replayCompleteLast(load<u64>(RUN + KVM_RUN_MMIO_DATA));
   if ((pf & PEND_PIO_IN) != 0) replayCompleteLast(<u64>load<u32>(RUN + KVM_PIO_PAGE_OFFSET * PAGE_SIZE));
   if ((pf & (PEND_RDMSR | PEND_WRMSR)) != 0) {
@@ -106,22 +130,34 @@ export function run(runBase: i32, budget: i32): i32 {
   flagsIn();
   tscRunStart();
   setStatus(ST_OK);
-  if (mode == MODE_V86) { internalErrorEmulation(); return finish(load<u32>(RUN + KVM_RUN_EXIT_REASON)); }
+  // Everything rare at entry behind one test (pending completions, events, immediate_exit).
+  if (load<u32>(S + VS_PENDING_FLAGS) != 0 || load<u32>(S + VS_REPLAY_COUNT) != 0 || mode == MODE_V86 ||
+    load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT) != 0 || load<u8>(S + VS_TRIPLE_FAULT_PENDING) != 0 ||
+    load<u8>(S + VS_EXC_PENDING) != 0) {
+    const r = entrySlow();
+    if (r >= 0) return r;
+  }
+  return runLoop(budget);
+}
+
+/** The rare part of run() entry; returns an exit reason (finished) or -1 to run the loop. */
+function entrySlow(): i32 {
+  if (mode == MODE_V86) { internalErrorEmulation(); return finishExit(); }
   completePending();
   replayRewind();
   if (status == ST_FAULT) {
     // e.g. msr.error != 0: #GP at the RDMSR/WRMSR.
     setRip(rip());
     deliverEvent(excVector, excHasError, excError, rip(), false);
-    if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+    if (status == ST_EXIT) return finishExit();
   }
   if (load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT) != 0) {
     // Completing an IO/MMIO exit means re-executing its instruction with the data.
     if (replayCount() != 0) {
       step();
       if (status == ST_OK) replayClear();
-      else if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
-      else if (!deliverPending()) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+      else if (status == ST_EXIT) return finishExit();
+      else if (!deliverPending()) return finishExit();
     }
     return finish(KVM_EXIT_INTR);
   }
@@ -134,31 +170,33 @@ export function run(runBase: i32, budget: i32): i32 {
     store<u8>(S + VS_EXC_PENDING, 0);
     setStatus(ST_OK);
     deliverEvent(<i32>load<u8>(S + VS_EXC_NR), load<u8>(S + VS_EXC_HAS_ERROR) != 0, load<u32>(S + VS_EXC_ERROR_CODE), rip(), false);
-    if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+    if (status == ST_EXIT) return finishExit();
   }
+  return -1;
+}
 
+/** The instruction loop of run(): the fast path (stepMany) or one instruction at a time. */
+function runLoop(budget: i32): i32 {
   let done = 0;
   while (true) {
     if (done >= budget) return finish(KVM_EXIT_INTR);
-    const f = getFlags();
-    const perInsn = replayCount() != 0 || execBpArmed || dataBpArmed || (f & (RFLAGS_TF | RFLAGS_RF)) != 0 ||
-      singleStepDebug() || load<u8>(S + VS_INTERRUPT_SHADOW) != 0;
-    if (!perInsn) {
+    if (replayCount() == 0 && plainStepping()) {
       done += stepMany(budget - done);
     } else {
+      const f = getFlags();
       if (execBpArmed && (f & RFLAGS_RF) == 0) {
         const hits = execBpMatch(linRip());
         if (hits != 0) {
           if (hwBpDebug()) {
             debugExit(EXC_DB, linRip(), DR6_FIXED | <u64>hits);
-            return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+            return finishExit();
           }
           guestDr6Set(<u64>hits);
           setStatus(ST_OK);
-          // A fault-class #DB: the handler's IRET sets RF to get past the breakpoint.
-          setFlags(f | RFLAGS_RF);
+          // A fault-class #DB that pushes the current RF (0): the handler sets RF in the
+          // frame to get past the breakpoint (SDM vol. 3 §17.3.1.1).
           deliverEvent(EXC_DB, false, 0, rip(), false);
-          if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+          if (status == ST_EXIT) return finishExit();
           continue;
         }
       }
@@ -173,29 +211,27 @@ export function run(runBase: i32, budget: i32): i32 {
         if (dataBpHits != 0) {
           if (hwBpDebug()) {
             debugExit(EXC_DB, linRip(), DR6_FIXED | <u64>dataBpHits);
-            return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+            return finishExit();
           }
           guestDr6Set(<u64>dataBpHits);
           deliverEvent(EXC_DB, false, 0, rip(), false);
-          if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+          if (status == ST_EXIT) return finishExit();
         }
         if (singleStepDebug()) {
           debugExit(EXC_DB, linRip(), DR6_FIXED | DR6_BS);
-          return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+          return finishExit();
         }
         if ((f & RFLAGS_TF) != 0 && !shadow) {
           guestDr6Set(DR6_BS);
           deliverEvent(EXC_DB, false, 0, rip(), false);
-          if (status == ST_EXIT) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+          if (status == ST_EXIT) return finishExit();
         }
         continue;
       }
     }
     if (status == ST_OK) continue;
-    if (status == ST_EXIT) {
-      // Guest debug single-step also reports an instruction that exited after committing (HLT).
-      return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
-    }
-    if (!deliverPending()) return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON));
+    // Guest debug single-step also reports an instruction that exited after committing (HLT).
+    if (status == ST_EXIT) return finishExit();
+    if (!deliverPending()) return finishExit();
   }
 }

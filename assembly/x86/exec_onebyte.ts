@@ -19,7 +19,7 @@ import {
   AF, CF, DF, IF, OSZAPC, PF, SF, ZF, cond, flagsOther, getCF, getFlags, getOszapc, restoreFlags, saveFlags, setEager,
   setOtherFlag, sext, sizeMask,
 } from "./flags";
-import { fetch16, fetch64, fetch8, pop, push, readMem, writeMem } from "./mem";
+import { fetch16, fetch64, fetch8, pop, push, readMem, writeMem, writeMemFinal } from "./mem";
 import { is64, mode, MODE_REAL, stackSize } from "./mode";
 import {
   sysCli, sysFarCall, sysFarJmp, sysFarRet, sysHlt, sysIn, sysInt, sysInt3, sysInto, sysIret, sysLoadSeg, sysOut,
@@ -58,7 +58,7 @@ export function jumpTo(target: u64): void {
 }
 
 /** Near CALL: push the return address, then transfer; a #GP on the target leaves RSP as it was. */
-function callNear(target: u64): void {
+export function callNear(target: u64): void {
   const bs = branchSize();
   const sp = reg64(RSP);
   push(bs, nextIp & sizeMask(bs));
@@ -480,7 +480,7 @@ function leave(): void {
   done();
 }
 
-function retNear(imm: u64): void {
+export function retNear(imm: u64): void {
   const bs = branchSize();
   const sp = reg64(RSP);
   const t = pop(bs);
@@ -717,7 +717,8 @@ export function execOneByte(b: u32): void {
       const s = b == 0x88 ? 1 : opSize;
       decodeModrm(0);
       if (!ok()) return;
-      writeRM(s, readG(s));
+      if (modrmMod == 3) setReg(modrmRm, s, readG(s));
+      else writeMemFinal(eaSeg, ea, s, readG(s)); // MMIO: completes by moving RIP
       if (!ok()) return;
       done();
       return;
@@ -888,7 +889,8 @@ export function execOneByte(b: u32): void {
       if ((modrmReg & 7) != 0) { ud(); return; } // XABORT/XBEGIN: no RTM
       const v = fetchImm(s);
       if (!ok()) return;
-      writeRM(s, v);
+      if (modrmMod == 3) setReg(modrmRm, s, v);
+      else writeMemFinal(eaSeg, ea, s, v); // MMIO: completes by moving RIP
       if (!ok()) return;
       done();
       return;

@@ -5,7 +5,7 @@
 import {
   KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT, KVM_PIO_PAGE_OFFSET, KVM_RUN_IO_COUNT, KVM_RUN_IO_DATA_OFFSET,
   KVM_RUN_IO_DIRECTION, KVM_RUN_IO_PORT, KVM_RUN_IO_SIZE, PAGE_SIZE, VS_PENDING_FLAGS, VS_SEG_TR_BASE,
-  VS_SEG_TR_LIMIT, VS_SEG_TR_TYPE,
+  VS_REPLAY_COUNT, VS_SEG_TR_LIMIT, VS_SEG_TR_TYPE,
 } from "../abi.generated";
 import { RCX, RDI, RSI, RUN, S, SEG_DS, SEG_ES, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
 import { addrSize, nextIp, opSize, repPrefix, segOverride } from "./decode_state";
@@ -13,7 +13,7 @@ import { ACC_WRITE, PRIV_SUP, PRIV_USER } from "./paging";
 import { segLinear } from "./segments";
 import { gp0 } from "./exceptions";
 import { MODE_REAL, MODE_V86, RFLAGS_DF, RFLAGS_IOPL, cpl, mode } from "./mode";
-import { PEND_PIO_IN, peekCode, probeWrite, readMem, readSys, writeMem } from "./mem";
+import { PEND_PIO_IN, PEND_PIO_OUT, peekCode, pendRetire, probeWrite, readMem, readSys, writeMem } from "./mem";
 import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayData, replayNext } from "./replay";
 import { getFlags } from "./core_link";
 import { exitTo, internalErrorEmulation } from "../kvm/exits";
@@ -69,7 +69,11 @@ export function portOut(port: i32, size: i32, v: u32): void {
   if (!ioAllowed(port, size)) return;
   v &= sizeMask(size);
   if (replayNext(RK_PIO_OUT, <u64>port, <u32>size)) return;
+  const only = load<u32>(S + VS_REPLAY_COUNT) == 0;
   if (!replayAppend(RK_PIO_OUT, <u64>port, <u32>size, <u64>v)) { internalErrorEmulation(); return; }
+  // OUT commits nothing but RIP after the port write (sys_io.ts execOut): complete it
+  // on re-entry by moving RIP (KVM's complete_fast_pio_out) instead of replaying.
+  if (only) pendRetire(PEND_PIO_OUT);
   store<u32>(RUN + PIO_DATA, v);
   ioExit(KVM_EXIT_IO_OUT, port, size, 1);
 }

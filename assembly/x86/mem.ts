@@ -4,7 +4,7 @@
 import {
   KVM_EXIT_MMIO, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_RUN_MMIO_DATA, KVM_RUN_MMIO_IS_WRITE,
   KVM_RUN_MMIO_LEN, KVM_RUN_MMIO_PHYS_ADDR, TLB_HOST, TLB_PERM, TLB_TAG, VS_CR4, VS_PENDING_FLAGS,
-  VS_SEG_CS_BASE, VS_SEG_CS_LIMIT,
+  VS_PENDING_INSN_RIP, VS_PENDING_RIP, VS_REPLAY_COUNT, VS_SEG_CS_BASE, VS_SEG_CS_LIMIT,
 } from "../abi.generated";
 import { RSP, RUN, S, SEG_SS, ST_OK, reg64, setReg64, status } from "./cpu";
 import { insnStart, nextIp, setNextIp } from "./decode_state";
@@ -17,7 +17,7 @@ import {
   RK_MMIO_READ, RK_MMIO_WRITE, replayAppend, replayData, replayNext,
 } from "./replay";
 import { canonical, segLinear } from "./segments";
-import { P_SW, P_UW, tlbEntry, tlbFill } from "./tlb";
+import { P_SW, P_UW, mmioFill, mmioGpaPage, mmioPerm, mmioTag, tlbEntry, tlbFill } from "./tlb";
 import { getFlags } from "./core_link";
 import { exitTo, internalErrorEmulation } from "../kvm/exits";
 import { dataBpArmed, noteDataAccess } from "./debug";
@@ -34,6 +34,22 @@ export const PEND_PIO_IN: u32 = 2;
 export const PEND_RDMSR: u32 = 4;
 export const PEND_WRMSR: u32 = 8;
 export const PEND_HYPERCALL: u32 = 16;
+/**
+ * An OUT / an MMIO store that was the instruction's last action exited: the data
+ * went out with the exit, so completion only retires the instruction (RIP =
+ * VS_PENDING_RIP) when RIP is still VS_PENDING_INSN_RIP, like KVM's
+ * complete_fast_pio_out. The replay fragment stays logged for the per-instruction
+ * path (TF, debug, interrupt shadow), which completes by replaying instead.
+ */
+export const PEND_PIO_OUT: u32 = 32;
+export const PEND_MMIO_WRITE: u32 = 64;
+
+/** Record a fast completion (PEND_PIO_OUT / PEND_MMIO_WRITE) of the instruction in flight. */
+export function pendRetire(flag: u32): void {
+  store<u64>(S + VS_PENDING_RIP, nextIp);
+  store<u64>(S + VS_PENDING_INSN_RIP, insnStart);
+  store<u32>(S + VS_PENDING_FLAGS, load<u32>(S + VS_PENDING_FLAGS) | flag);
+}
 
 @inline function privNow(): i32 { return cpl() == 3 ? PRIV_USER : PRIV_SUP; }
 
@@ -51,12 +67,19 @@ export const PEND_HYPERCALL: u32 = 16;
 }
 
 function translateSlow(lin: u64, acc: i32, priv: i32): i64 {
+  if (mmioTag == (lin >> 12) + 1 && (mmioPerm & permNeed(acc, priv)) != 0) {
+    xlatGpa = mmioGpaPage | (lin & 0xfff);
+    return XL_MMIO;
+  }
   let ac = false;
   if ((load<u64>(S + VS_CR4) & CR4_SMAP) != 0 && priv == PRIV_SUP) ac = (getFlags() & RFLAGS_AC) != 0;
   const gpa = walk(lin, acc, priv, ac);
   if (status != ST_OK) return XL_FAULT;
   xlatGpa = gpa;
-  if (!findSlot(gpa)) return XL_MMIO;
+  if (!findSlot(gpa)) {
+    mmioFill(lin, gpa & ~(<u64>0xfff), walkPerm);
+    return XL_MMIO;
+  }
   const ro = (slotFlags & KVM_MEM_READONLY) != 0;
   if (acc == ACC_WRITE && ro) return XL_MMIO;
   let perm = walkPerm;
@@ -102,10 +125,13 @@ function mmioRead(gpa: u64, len: i32): u64 {
   return 0;
 }
 
-function mmioWrite(gpa: u64, len: i32, v: u64): void {
+/** `fast`: the write is the instruction's only MMIO access and its last action (writeMemFinal). */
+function mmioWrite(gpa: u64, len: i32, v: u64, fast: bool): void {
   if (replayNext(RK_MMIO_WRITE, gpa, <u32>len)) return;
   const data = v & lenMask(len);
+  const only = load<u32>(S + VS_REPLAY_COUNT) == 0;
   if (!replayAppend(RK_MMIO_WRITE, gpa, <u32>len, data)) { internalErrorEmulation(); return; }
+  if (fast && only) pendRetire(PEND_MMIO_WRITE);
   store<u64>(RUN + KVM_RUN_MMIO_PHYS_ADDR, gpa);
   store<u64>(RUN + KVM_RUN_MMIO_DATA, data);
   store<u32>(RUN + KVM_RUN_MMIO_LEN, <u32>len);
@@ -140,12 +166,17 @@ export function readLin(lin: u64, size: i32, acc: i32, priv: i32): u64 {
   return lo | (hi << (<u64>n1 << 3));
 }
 
+/** Set by writeMemFinal for the one writeLin it calls. */
+let finalWrite: bool = false;
+
 /** Write `size` bytes (1–8) at linear `lin`. */
 export function writeLin(lin: u64, size: i32, v: u64, priv: i32): void {
+  const fast = finalWrite;
+  finalWrite = false;
   if (<i32>(lin & 0xfff) + size <= 4096) {
     const h = translate(lin, ACC_WRITE, priv);
     if (h >= 0) storeN(<usize>h, size, v);
-    else if (h == XL_MMIO) mmioWrite(xlatGpa, size, v);
+    else if (h == XL_MMIO) mmioWrite(xlatGpa, size, v, fast);
     return;
   }
   const n1 = 4096 - <i32>(lin & 0xfff);
@@ -155,10 +186,10 @@ export function writeLin(lin: u64, size: i32, v: u64, priv: i32): void {
   const h2 = translate(nextPage(lin, n1), ACC_WRITE, priv);
   if (h2 == XL_FAULT) return;
   const g2 = xlatGpa;
-  if (h1 >= 0) storeN(<usize>h1, n1, v); else mmioWrite(g1, n1, v);
+  if (h1 >= 0) storeN(<usize>h1, n1, v); else mmioWrite(g1, n1, v, false);
   if (status != ST_OK) return;
   const hv = v >> (<u64>n1 << 3);
-  if (h2 >= 0) storeN(<usize>h2, size - n1, hv); else mmioWrite(g2, size - n1, hv);
+  if (h2 >= 0) storeN(<usize>h2, size - n1, hv); else mmioWrite(g2, size - n1, hv, false);
 }
 
 /** Probe that `size` bytes at `lin` are writable (faults only; no access). */
@@ -197,6 +228,19 @@ export function writeMem(seg: i32, off: u64, size: i32, v: u64): void {
   const lin = segLinear(seg, off, size, ACC_WRITE);
   if (status != ST_OK) return;
   if (dataBpArmed) noteDataAccess(lin, size, true);
+  writeLin(lin, size, v, privNow());
+}
+
+/**
+ * writeMem for a store that is the instruction's last action, with nothing left
+ * to commit but RIP = nextIp (MOV to memory). An MMIO exit from it completes on
+ * re-entry by moving RIP (PEND_MMIO_WRITE) instead of replaying the instruction.
+ */
+export function writeMemFinal(seg: i32, off: u64, size: i32, v: u64): void {
+  const lin = segLinear(seg, off, size, ACC_WRITE);
+  if (status != ST_OK) return;
+  if (dataBpArmed) noteDataAccess(lin, size, true);
+  finalWrite = true;
   writeLin(lin, size, v, privNow());
 }
 

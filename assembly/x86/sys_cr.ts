@@ -2,7 +2,7 @@
 // `cr`/`dr` is ModRM.reg (with REX.R), `gpr` ModRM.rm. Each exec* completes its
 // instruction except execSmsw, which returns the value for the caller to store.
 import {
-  VS_CR0, VS_CR2, VS_CR3, VS_CR4, VS_CR8, VS_DR, VS_EFER, VS_SEG_CS_L, VS_XCR0,
+  CPUID_EAX, VS_CR0, VS_CR2, VS_CR3, VS_CR4, VS_CR8, VS_DR, VS_EFER, VS_SEG_CS_L, VS_XCR0,
 } from "../abi.generated";
 import { RAX, RCX, RDX, S, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
 import { ea, eaSeg, nextIp, opSize } from "./decode_state";
@@ -16,10 +16,18 @@ import { segLinear } from "./segments";
 import { ACC_READ } from "./paging";
 import { breakLoop } from "./core_link";
 import { DR6_FIXED, refreshDebug } from "./debug";
-import { cpuidEax, cpuidEdx, cpuidLookup } from "../kvm/cpuid";
+import { cpuidEax, cpuidEdx, cpuidLookup, findCpuid } from "../kvm/cpuid";
 
 /** CR4 bits kvmsim accepts (no LA57, VMXE, SMXE, PKE, CET). */
 const CR4_VALID: u64 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x20000 | 0x40000 | 0x100000 | 0x200000;
+
+/** MAXPHYADDR of the guest's CPUID (cpuid_maxphyaddr() in KVM). */
+function guestMaxPhyAddr(): u64 {
+  const e = findCpuid(0x80000008, 0);
+  if (e == 0) return 36;
+  const b = <u64>(load<u32>(e + CPUID_EAX) & 0xff);
+  return b < 32 || b > 52 ? 36 : b;
+}
 
 @inline function regVal(gpr: i32): u64 { return mode == MODE_LONG ? reg64(gpr) : reg64(gpr) & 0xffffffff; }
 
@@ -69,8 +77,12 @@ export function execMovToCr(cr: i32, gpr: i32): void {
     case 0: if (!setCr0(v)) { gp0(); return; } break;
     case 2: store<u64>(S + VS_CR2, v); break;
     case 3: {
-      if (mode == MODE_LONG && ((v & 0x7ff0000000000000) >> 52) != 0) { gp0(); return; }
-      store<u64>(S + VS_CR3, v & ~(<u64>1 << 63));
+      // kvm_set_cr3(): bit 63 is PCID "no flush" only with CR4.PCIDE; any other bit above
+      // the guest's MAXPHYADDR (CPUID 0x80000008.EAX[7:0], 36 without the leaf) → #GP.
+      let c3 = v;
+      if ((load<u64>(S + VS_CR4) & CR4_PCIDE) != 0) c3 &= ~(<u64>1 << 63);
+      if ((c3 >> guestMaxPhyAddr()) != 0) { gp0(); return; }
+      store<u64>(S + VS_CR3, c3);
       tlbFlush();
       break;
     }
@@ -159,11 +171,15 @@ export function execInvlpg(): void {
   setRip(nextIp);
 }
 
-/** XCR0 bits the guest may enable: CPUID.(EAX=0DH,ECX=0) EDX:EAX, x87|SSE without that leaf. */
+/**
+ * XCR0 bits the guest may enable: CPUID.(EAX=0DH,ECX=0) EDX:EAX plus x87 (KVM's
+ * __kvm_set_xcr: valid_bits = guest_supported_xcr0 | XFEATURE_MASK_FP; without
+ * leaf 0xD guest_supported_xcr0 is 0, so only x87).
+ */
 function supportedXcr0(): u64 {
+  if (findCpuid(0xd, 0) == 0) return 1;
   cpuidLookup(0xd, 0);
-  const s = (<u64>cpuidEdx << 32) | <u64>cpuidEax;
-  return s == 0 ? 3 : s | 1;
+  return (<u64>cpuidEdx << 32) | <u64>cpuidEax | 1;
 }
 
 export function execXgetbv(): void {

@@ -21,7 +21,7 @@ import {
 } from "./mode";
 import { pop, readSys, writeSys } from "./mem";
 import { segAddr } from "./segments";
-import { dConforming, dCode, dDpl, descHi, loadCs, loadSsFor, readDesc } from "./sys_seg";
+import { dConforming, dCode, dDpl, descHi, loadCs, loadSsFor, nullifyDataSegs, readDesc } from "./sys_seg";
 import { breakLoop, getFlags, setFlags } from "./core_link";
 import { exitTo, internalError, internalErrorEmulation } from "../kvm/exits";
 import { OF as FLAG_OF } from "./flags";
@@ -50,6 +50,11 @@ function restore(): void {
   invalidateFetch();
 }
 
+/** Fault-class exceptions (KVM exception_type() == EXCPT_FAULT; #DB counts as a trap there). */
+@inline function faultClass(v: i32): bool {
+  return v == 0 || (v >= 5 && v <= 7) || (v >= EXC_TS && v <= EXC_PF) || v == 16 || v == 17 || (v >= 19 && v <= 21);
+}
+
 /** Contributory exceptions (SDM Table 6-4). */
 @inline function contributory(v: i32): bool { return v == 0 || (v >= EXC_TS && v <= EXC_GP); }
 
@@ -66,6 +71,10 @@ export function deliverEvent(vector: i32, hasErr: bool, err: u32, retIp: u64, so
   for (let attempt = 0; attempt < 3; attempt++) {
     setStatus(ST_OK);
     snapshot();
+    // SDM vol. 3 §17.3.1.1: a fault-class exception other than #DB pushes RF = 1 (so the
+    // handler's IRET does not re-trigger an instruction breakpoint); KVM does the same when it
+    // injects one (kvm_check_and_inject_events: EXCPT_FAULT → RFLAGS.RF). restore() undoes it.
+    if (!sw && faultClass(v)) setFlags(getFlags() | RFLAGS_RF);
     deliverOnce(v, he, e, retIp, sw);
     if (status == ST_OK) return;
     if (status == ST_EXIT) {
@@ -266,7 +275,15 @@ function deliverLong(v: i32, hasErr: bool, err: u32, retIp: u64, soft: bool): vo
 /** INT imm8 (CD ib): a software interrupt with RIP after the instruction. */
 export function execInt(vector: i32): void {
   if (mode != MODE_REAL && mode != MODE_PROT && mode != MODE_LONG && mode != 2) { internalErrorEmulation(); return; }
+  // INT 3 (CD 03) raises #BP like INT3: KVM's #BP intercept turns it into the same debug exit.
+  if ((vector & 0xff) == EXC_BP && swBpDebug()) { swBpExit(); return; }
   deliverSoft(vector & 0xff);
+}
+
+/** KVM_EXIT_DEBUG for #BP under KVM_GUESTDBG_USE_SW_BP: exception 3, pc = CS base + RIP of the instruction. */
+function swBpExit(): void {
+  const lin = (mode == MODE_LONG ? 0 : load<u64>(S + VS_SEG_CS + SEG_BASE)) + rip();
+  debugExit(EXC_BP, lin, DR6_FIXED);
 }
 
 function deliverSoft(v: i32): void {
@@ -275,11 +292,7 @@ function deliverSoft(v: i32): void {
 
 /** INT3 (CC): #BP as a trap, or KVM_EXIT_DEBUG with exception 3 under KVM_GUESTDBG_USE_SW_BP (RIP stays). */
 export function execInt3(): void {
-  if (swBpDebug()) {
-    const lin = load<u64>(S + VS_SEG_CS + SEG_BASE) + rip();
-    debugExit(EXC_BP, lin, DR6_FIXED);
-    return;
-  }
+  if (swBpDebug()) { swBpExit(); return; }
   deliverEvent(EXC_BP, false, 0, nextIp, true);
 }
 
@@ -337,21 +350,6 @@ export function execIret(): void {
   setRip(sz == 8 ? ip : ip & (sz == 4 ? 0xffffffff : 0xffff));
   writeFlags(fl, sz, c, <i32>((f0 & RFLAGS_IOPL) >> 12), true);
   if (rpl > c) nullifyDataSegs(rpl);
-}
-
-/** Data segments not accessible at the new (outer) CPL become unusable (SDM IRET/RET). */
-function nullifyDataSegs(pl: i32): void {
-  for (let s = SEG_ES; s <= SEG_GS; s++) {
-    if (s == SEG_CS || s == SEG_SS) continue;
-    const a = segAddr(s);
-    if (load<u8>(a + SEG_UNUSABLE) != 0) continue;
-    const type = load<u8>(a + SEG_TYPE);
-    const conformingCode = (type & 0xc) == 0xc;
-    if (!conformingCode && <i32>load<u8>(a + SEG_DPL) < pl && load<u8>(a + SEG_S) != 0) {
-      store<u16>(a + SEG_SELECTOR, 0);
-      store<u8>(a + SEG_UNUSABLE, 1);
-    }
-  }
 }
 
 /**

@@ -7,7 +7,7 @@ import {
   SEG_UNUSABLE, VS_GDT_BASE, VS_GDT_LIMIT, VS_INTERRUPT_SHADOW, VS_SEG_LDTR_BASE, VS_SEG_LDTR_LIMIT,
   VS_SEG_LDTR_UNUSABLE,
 } from "../abi.generated";
-import { RSP, S, SEG_CS, SEG_SS, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
+import { RSP, S, SEG_CS, SEG_ES, SEG_GS, SEG_SS, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
 import { nextIp, opSize } from "./decode_state";
 import { EXC_GP, EXC_NP, EXC_SS, raiseErr } from "./exceptions";
 import { invalidateFetch } from "./fetchwin";
@@ -241,11 +241,21 @@ export function execFarRet(popImm: i32): void {
   if (status != ST_OK) { setReg64(RSP, rsp0); return; }
   const nss = <u32>(pop(sz) & 0xffff);
   if (status != ST_OK) { setReg64(RSP, rsp0); return; }
+  // A fault on the SS load must leave CS as it was: keep its cache to put back.
+  const ca = segAddr(SEG_CS);
+  const cs0 = load<u64>(ca); const cs1 = load<u64>(ca + 8); const cs2 = load<u64>(ca + 16);
   if (!loadCsOuter(sel, rpl)) { setReg64(RSP, rsp0); return; }
-  if (!loadSsFor(nss, rpl)) { setReg64(RSP, rsp0); return; }
+  if (!loadSsFor(nss, rpl)) {
+    store<u64>(ca, cs0); store<u64>(ca + 8, cs1); store<u64>(ca + 16, cs2);
+    recomputeMode();
+    invalidateFetch();
+    setReg64(RSP, rsp0);
+    return;
+  }
   setReg64(RSP, nsp);
   setRip(ip & ipMask());
   adjustSp(popImm);
+  nullifyDataSegs(rpl);
 }
 
 function loadCsOuter(sel: u32, rpl: i32): bool {
@@ -286,3 +296,23 @@ function adjustSp(n: i32): void {
   else setReg64(RSP, (rsp & ~(<u64>0xffff)) | ((rsp + <u64>n) & 0xffff));
 }
 
+
+/**
+ * After a return to an outer level (RETF, IRET): ES/DS/FS/GS holding a data or
+ * non-conforming code segment with DPL < the new CPL are loaded with a null
+ * selector (SDM RET / IRET pseudo-code "FOR each SegReg in (ES, FS, GS, DS)").
+ */
+export function nullifyDataSegs(pl: i32): void {
+  for (let s = SEG_ES; s <= SEG_GS; s++) {
+    if (s == SEG_CS || s == SEG_SS) continue;
+    const a = segAddr(s);
+    if (load<u8>(a + SEG_UNUSABLE) != 0) continue;
+    const type = load<u8>(a + SEG_TYPE);
+    const conformingCode = (type & 0xc) == 0xc;
+    if (!conformingCode && <i32>load<u8>(a + SEG_DPL) < pl && load<u8>(a + SEG_S) != 0) {
+      store<u16>(a + SEG_SELECTOR, 0);
+      store<u8>(a + SEG_UNUSABLE, 1);
+      store<u8>(a + SEG_PRESENT, 0);
+    }
+  }
+}

@@ -12,13 +12,29 @@ export const P_UR: u32 = 8; export const P_UW: u32 = 16; export const P_UX: u32 
   return <usize>(S + VS_TLB) + (<usize>((lin >> 12) & <u64>(TLB_ENTRIES - 1)) << 4);
 }
 
+// The last linear page found to be MMIO (no memslot): tag = linear page + 1, the
+// GPA page and the permission bits of its walk, so the exit and the replay of an
+// MMIO access do not walk the page tables and search the memslots again. Flushed
+// with the TLB (same invalidation rules: CR3/paging changes, INVLPG, memslots, VS_DIRTY).
+export let mmioTag: u64 = 0;
+export let mmioGpaPage: u64 = 0;
+export let mmioPerm: u32 = 0;
+
+export function mmioFill(lin: u64, gpaPage: u64, perm: u32): void {
+  mmioTag = (lin >> 12) + 1;
+  mmioGpaPage = gpaPage;
+  mmioPerm = perm;
+}
+
 export function tlbFlush(): void {
+  mmioTag = 0;
   const base = <usize>(S + VS_TLB);
   for (let i = 0; i < TLB_ENTRIES; i++) store<u64>(base + <usize>(i * TLB_SIZEOF) + TLB_TAG, 0);
   invalidateFetch();
 }
 
 export function tlbFlushPage(lin: u64): void {
+  if (mmioTag == (lin >> 12) + 1) mmioTag = 0;
   const e = tlbEntry(lin);
   if (load<u64>(e + TLB_TAG) == (lin >> 12) + 1) store<u64>(e + TLB_TAG, 0);
   invalidateFetch();

@@ -177,11 +177,13 @@ export const VCPU_STATE = {
     m("exits", "u64"),
     /** RIP after an instruction whose completion waits for userspace (user-space MSR exit, hypercall exit). */
     m("pending_rip", "u64"),
+    /** RIP of the OUT / MMIO-store instruction whose exit completes by moving RIP to pending_rip (fast completion). */
+    m("pending_insn_rip", "u64"),
     /** Memslot generation the TLB was filled under. */
     m("tlb_gen", "u32"),
     m("replay_count", "u32"),
     m("replay_pos", "u32"),
-    /** What the next run() completes from kvm_run first: 1 MMIO read, 2 PIO in, 4 RDMSR, 8 WRMSR, 16 hypercall. */
+    /** What the next run() completes from kvm_run first: 1 MMIO read, 2 PIO in, 4 RDMSR, 8 WRMSR, 16 hypercall, 32 PIO out, 64 MMIO write. */
     m("pending_flags", "u32"),
     m("replay", REPLAY_ENTRY, REPLAY_ENTRIES),
     m("tlb", TLB_ENTRY, TLB_ENTRIES),
