@@ -91,3 +91,17 @@ export { PAGE_1G, PAGE_2M, PAGE_4K, PTE_NX, PTE_P, PTE_RW, PTE_US } from "./src/
 // Guest code: the mini Intel-syntax assembler.
 export { AsmError, assemble } from "./src/asm/x86.ts";
 export type { AsmOptions, AsmResult } from "./src/asm/x86.ts";
+// Backends: the same API over real /dev/kvm (`createVm({ backend: "kvm" })`).
+export { BACKEND_NAMES } from "./src/backends/types.ts";
+export type { BackendName, GuestVcpu, GuestVm, RunnableVcpu, VcpuBackend, VmBackend } from "./src/backends/types.ts";
+export { BackendVcpu, BackendVm } from "./src/backends/front.ts";
+export {
+  createKvmVm,
+  KvmCapabilityError,
+  KvmIoctlError,
+  KvmRunTimeoutError,
+  KvmUnavailableError,
+  kvmUnavailableReason,
+  KvmUnsupportedError,
+  releaseWatchdog,
+} from "./src/backends/kvm/mod.ts";
