@@ -33,9 +33,11 @@ import { getReg, setReg } from "./exec_operands";
 import { fwDelta, fwHi, fwLo } from "./fetchwin";
 import { S, SEG_CS, SEG_DS, SEG_ES, SEG_FS, SEG_GS, SEG_SS, ST_EXIT, ST_OK, rip, setRip, setStatus, status } from "./cpu";
 import {
-  insnStart, setAddrSize, setInsnStart, setLockPrefix, setNextIp, setOpSize, setRepPrefix, setRex, setSegOverride,
+  insnStart, lockPrefix, setAddrSize, setInsnStart, setLockPrefix, setNextIp, setOpSize, setRepPrefix, setRex, setSegOverride,
 } from "./decode_state";
 import { execOneByte } from "./exec_onebyte";
+import { lockAllowed } from "./lock";
+import { EXC_UD, raise } from "./exceptions";
 import { clearReplay } from "./exec_operands";
 import { fetch8, pop, push, readMem, readMemRmw, writeMem, writeMemFinal } from "./mem";
 import { callNear, retNear } from "./exec_onebyte";
@@ -98,6 +100,8 @@ function execOne(): void {
     setOpSize(m64 || d32 ? 4 : 2);
     setAddrSize(m64 ? 8 : (d32 ? 4 : 2));
   }
+  if (status != ST_OK) return;
+  if (lockPrefix != 0 && !lockAllowed(b)) { raise(EXC_UD); return; }
   if (status != ST_OK) return;
   execOneByte(b);
 }

@@ -32,14 +32,7 @@ export const ENV = {
  * right; see the reason). They still run: the test reports them as known and
  * fails if one of them starts passing, so the list stays current.
  */
-export const KNOWN_FAILURES: ReadonlyMap<string, string> = new Map<string, string>([
-  ...(["long", "protected"] as const).map((m): [string, string] => [
-    `lock nop (not lockable): #UD [${m}] → vector 6`,
-    'kvmsim accepts a LOCK prefix on any instruction; SDM vol. 2 "LOCK": LOCK on an instruction outside ADD/ADC/AND/' +
-    "BTC/BTR/BTS/CMPXCHG/CMPXCHG8B/16B/DEC/INC/NEG/NOT/OR/SBB/SUB/XOR/XADD/XCHG with a memory destination raises #UD " +
-    "(here F0 90 runs as NOP and the guest reaches HLT)",
-  ]),
-]);
+export const KNOWN_FAILURES: ReadonlyMap<string, string> = new Map<string, string>([]);
 
 export const bitsOf = (m: SnippetMode): 16 | 32 | 64 => (m === "long" ? 64 : m === "protected" ? 32 : 16);
 
