@@ -34,34 +34,27 @@ import {
 } from "./abi/memory_map.ts";
 import { MAX_VCPUS } from "./abi/vcpu_state.ts";
 import {
-  BeyondMaxGfnError,
   DirtyLogDisabledError,
-  DuplicateSlotError,
   InvalidArgumentError,
-  InvalidMemoryFlagsError,
-  MemoryRegionOverlapError,
   NoGuestMemoryError,
   NoHostMappingError,
-  NoPhysPageError,
-  NoSuchSlotError,
   NoSuchVcpuError,
-  NotPageAlignedError,
   VcpuExistsError,
   VirtualMemoryError,
 } from "./errors.ts";
+import {
+  dirtyBytes,
+  GuestMemoryVm,
+  type GuestRegion,
+  type MemoryRegion,
+  type MemoryRegionOptions,
+  MIN_PADDR,
+} from "./guest_memory.ts";
 import { RamPool } from "./vm_pool.ts";
 import { checkVcpuId, Vcpu } from "./vcpu.ts";
 import { type CoreExports, createSharedMemory, instantiateCore } from "./wasm.ts";
 import { CPUID_SIGNATURE, type CpuidEntry, defaultCpuid, findCpuid, MAXPHYADDR } from "./x86/cpuid.ts";
-import {
-  dumpTables,
-  type GuestPhys,
-  type MapOptions,
-  mapPage,
-  PAGE_4K,
-  type Translation,
-  walk,
-} from "./x86/page_tables.ts";
+import { dumpTables, type GuestPhys, type MapOptions, PAGE_4K, walk } from "./x86/page_tables.ts";
 import { RESET_XCR0, resetDebugRegs, resetMsrs, resetRegs, resetSregs } from "./x86/reset.ts";
 import { MmioBus, PioBus } from "./devices/bus.ts";
 import { type RunResult, runUntil, type RunUntilOptions } from "./exits/run_loop.ts";
@@ -92,10 +85,9 @@ const MSRF = Object.fromEntries(
 /** Default guest RAM pool: 64 MiB. */
 export const DEFAULT_RAM_POOL = 64 << 20;
 /** kvm_util's KVM_UTIL_MIN_PADDR: the lowest page physPageAlloc hands out by default. */
-export const MIN_PADDR = 0x2000;
+export { MIN_PADDR };
 /** kvm_util's DEFAULT_GUEST_VADDR-like lowest address vaddrAlloc searches from by default. */
 export const MIN_VADDR = 0x10000n;
-const VALID_MEM_FLAGS = K.KVM_MEM_LOG_DIRTY_PAGES | K.KVM_MEM_READONLY;
 /** KVM_EXIT_HYPERCALL_VALID_MASK: only KVM_HC_MAP_GPA_RANGE may exit. */
 export const HYPERCALL_EXIT_VALID_MASK = 1 << K.KVM_HC_MAP_GPA_RANGE;
 const USER_MSR_VALID = K.KVM_MSR_EXIT_REASON_INVAL | K.KVM_MSR_EXIT_REASON_UNKNOWN | K.KVM_MSR_EXIT_REASON_FILTER;
@@ -111,37 +103,11 @@ export interface CreateVmOptions {
   module?: WebAssembly.Module;
 }
 
-export interface MemoryRegionOptions {
-  slot: number;
-  gpa: number;
-  /** Bytes (a multiple of 4 KiB); or give `pages`. */
-  size?: number;
-  pages?: number;
-  /** KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY. */
-  flags?: number;
-}
+export type { MemoryRegion, MemoryRegionOptions } from "./guest_memory.ts";
 
-/** A memory region (`struct kvm_userspace_memory_region` plus where its backing lives). */
-export interface MemoryRegion {
-  readonly slot: number;
-  readonly gpa: number;
-  readonly size: number;
-  readonly flags: number;
-  /** Offset of the backing in the shared memory ("userspace_addr"). */
-  readonly hva: number;
-  /** Offset of the dirty bitmap, 0 when not logging. */
-  readonly dirtyBitmap: number;
-}
-
-interface Region {
-  slot: number;
-  gpa: number;
-  size: number;
-  flags: number;
-  hva: number;
+interface Region extends GuestRegion {
+  /** Offset of the dirty bitmap in the shared memory, 0 when not logging. */
   dirty: number;
-  /** One byte per page: 1 = handed out by physPageAlloc (kvm_util's unused_phy_pages, inverted). */
-  used: Uint8Array;
 }
 
 /** One KVM_X86_SET_MSR_FILTER range. `bitmap` bit i covers MSR `base + i`: 1 allows, 0 denies. */
@@ -160,9 +126,8 @@ export interface MsrFilter {
 }
 
 const hx = (v: number | bigint) => `0x${v.toString(16)}`;
-const dirtyBytes = (size: number) => Math.ceil(size / PAGE_SIZE / 64) * 8;
 
-export class Vm implements GuestPhys {
+export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
   readonly memory: WebAssembly.Memory;
   readonly buffer: SharedArrayBuffer;
   readonly core: CoreExports;
@@ -171,24 +136,18 @@ export class Vm implements GuestPhys {
   readonly pageSize = PAGE_SIZE;
   /** Physical-address width (CPUID 0x80000008.EAX[7:0]). */
   readonly paBits = MAXPHYADDR;
-  /** Highest valid guest frame number. */
-  readonly maxGfn = 2 ** MAXPHYADDR / PAGE_SIZE - 1;
   /** The port-IO bus runUntil uses by default. */
   readonly pio = new PioBus();
   /** The MMIO bus runUntil uses by default. */
   readonly mmio = new MmioBus();
-  /** Guest physical address of the PML4 once page tables exist (kvm_util vm->pgd). */
-  pgd: number | undefined;
-  /** Slot that page tables are allocated from. */
-  pgdSlot = 0;
   readonly #pool: RamPool;
-  readonly #regions = new Map<number, Region>();
   readonly #vcpus = new Map<number, Vcpu>();
   readonly #blocks: (Vcpu | undefined)[] = new Array(MAX_VCPUS).fill(undefined);
   #cpuid: CpuidEntry[] = [];
   readonly #vpagesMapped = new Set<bigint>();
 
   constructor(opts: CreateVmOptions = {}) {
+    super(2 ** MAXPHYADDR / PAGE_SIZE - 1);
     const pool = Math.ceil((opts.ramPoolSize ?? DEFAULT_RAM_POOL) / 65536) * 65536;
     if (!Number.isInteger(pool) || pool <= 0 || RAM_POOL_BASE + pool > MAX_MEMORY_BYTES) {
       throw new InvalidArgumentError(
@@ -214,38 +173,9 @@ export class Vm implements GuestPhys {
 
   /** vm_userspace_mem_region_add with kvm_util's checks (typed errors). */
   addMemoryRegion(opts: MemoryRegionOptions): MemoryRegion {
-    const { slot, gpa } = opts;
-    const flags = opts.flags ?? 0;
-    if (!Number.isInteger(slot) || slot < 0 || slot > 0xffff) {
-      throw new NoSuchSlotError(slot, `expected a slot id in 0..0xffff`);
-    }
-    if ((opts.size === undefined) === (opts.pages === undefined)) {
-      throw new InvalidArgumentError("memory region", "give exactly one of size or pages");
-    }
-    const size = opts.size ?? opts.pages! * PAGE_SIZE;
-    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % PAGE_SIZE !== 0) {
-      throw new NotPageAlignedError("guest physical address", gpa, PAGE_SIZE);
-    }
-    if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
-      throw new NotPageAlignedError("memory region size", size, PAGE_SIZE);
-    }
+    const { slot, gpa, size, flags } = this.mem.checkAdd(opts);
     const pages = size / PAGE_SIZE;
-    if (gpa / PAGE_SIZE + pages - 1 > this.maxGfn) throw new BeyondMaxGfnError(gpa, pages, this.maxGfn);
-    const end = gpa + size - 1;
-    const existing = this.#regionOverlapping(gpa, end);
-    if (existing) {
-      throw new MemoryRegionOverlapError(gpa, end, existing.slot, existing.gpa, existing.gpa + existing.size - 1);
-    }
-    const dup = this.#regions.get(slot);
-    if (dup) throw new DuplicateSlotError(slot, dup.gpa, dup.size);
-    if ((flags & ~VALID_MEM_FLAGS) !== 0) {
-      throw new InvalidMemoryFlagsError(
-        slot,
-        flags,
-        `unknown bits ${hx(flags & ~VALID_MEM_FLAGS)} (valid: KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)`,
-      );
-    }
-    if (this.#regions.size >= MAX_MEMSLOTS) {
+    if (this.mem.count >= MAX_MEMSLOTS) {
       throw new InvalidArgumentError("memory region", `all ${MAX_MEMSLOTS} memslots are in use`);
     }
     const hva = this.#pool.alloc(size);
@@ -260,25 +190,25 @@ export class Vm implements GuestPhys {
       this.u8.fill(0, dirty, dirty + dirtyBytes(size));
     }
     this.u8.fill(0, hva, hva + size);
-    const region: Region = { slot, gpa, size, flags, hva, dirty, used: new Uint8Array(pages) };
-    this.#regions.set(slot, region);
+    const region: Region = {
+      slot,
+      gpa,
+      size,
+      flags,
+      hva,
+      dirty,
+      u8: this.u8.subarray(hva, hva + size),
+      dv: new DataView(this.buffer, hva, size),
+      used: new Uint8Array(pages),
+    };
+    this.mem.add(region);
     this.#syncSlots();
     return this.#public(region);
   }
 
   /** vm_mem_region_set_flags. Toggling KVM_MEM_LOG_DIRTY_PAGES is allowed; changing KVM_MEM_READONLY is not (KVM: EINVAL). */
   setMemoryRegionFlags(slot: number, flags: number): void {
-    const r = this.#region(slot);
-    if ((flags & ~VALID_MEM_FLAGS) !== 0) {
-      throw new InvalidMemoryFlagsError(slot, flags, `unknown bits ${hx(flags & ~VALID_MEM_FLAGS)}`);
-    }
-    if ((flags ^ r.flags) & K.KVM_MEM_READONLY) {
-      throw new InvalidMemoryFlagsError(
-        slot,
-        flags,
-        `KVM_MEM_READONLY cannot change on an existing slot (current flags ${hx(r.flags)})`,
-      );
-    }
+    const r = this.mem.checkFlags(slot, flags);
     const log = (flags & K.KVM_MEM_LOG_DIRTY_PAGES) !== 0;
     if (log && r.dirty === 0) {
       r.dirty = this.#pool.alloc(dirtyBytes(r.size));
@@ -293,8 +223,8 @@ export class Vm implements GuestPhys {
 
   /** Delete a memory region (KVM_SET_USER_MEMORY_REGION with memory_size 0); its backing returns to the pool. */
   removeMemoryRegion(slot: number): void {
-    const r = this.#region(slot);
-    this.#regions.delete(slot);
+    const r = this.mem.get(slot);
+    this.mem.delete(slot);
     this.#pool.free(r.hva, r.size);
     if (r.dirty) this.#pool.free(r.dirty, dirtyBytes(r.size));
     this.#syncSlots();
@@ -302,17 +232,17 @@ export class Vm implements GuestPhys {
 
   /** The region with `slot` (kvm_util memslot2region). */
   memoryRegion(slot: number): MemoryRegion {
-    return this.#public(this.#region(slot));
+    return this.#public(this.mem.get(slot));
   }
 
   /** All regions, by GPA. */
   memoryRegions(): MemoryRegion[] {
-    return [...this.#regions.values()].sort((a, b) => a.gpa - b.gpa).map((r) => this.#public(r));
+    return this.mem.byGpa().map((r) => this.#public(r));
   }
 
   /** kvm_userspace_memory_region_find: a region overlapping `[start, end]`, or undefined. */
   findMemoryRegion(start: number, end: number): MemoryRegion | undefined {
-    const r = this.#regionOverlapping(start, end);
+    const r = this.mem.overlapping(start, end);
     return r && this.#public(r);
   }
 
@@ -321,7 +251,7 @@ export class Vm implements GuestPhys {
    * last call, 64-bit words little-endian), cleared as it is returned.
    */
   getDirtyLog(slot: number): Uint8Array {
-    const r = this.#region(slot);
+    const r = this.mem.get(slot);
     if (r.dirty === 0) throw new DirtyLogDisabledError(slot, r.flags);
     const n = dirtyBytes(r.size);
     const copy = this.u8.slice(r.dirty, r.dirty + n);
@@ -332,24 +262,10 @@ export class Vm implements GuestPhys {
   #public(r: Region): MemoryRegion {
     return { slot: r.slot, gpa: r.gpa, size: r.size, flags: r.flags, hva: r.hva, dirtyBitmap: r.dirty };
   }
-  #region(slot: number): Region {
-    const r = this.#regions.get(slot);
-    if (!r) throw new NoSuchSlotError(slot, `existing slots: [${[...this.#regions.keys()].join(", ")}]`);
-    return r;
-  }
-  #regionOverlapping(start: number, end: number): Region | undefined {
-    for (const r of this.#regions.values()) if (start <= r.gpa + r.size - 1 && end >= r.gpa) return r;
-    return undefined;
-  }
-  #regionAt(gpa: number): Region | undefined {
-    for (const r of this.#regions.values()) if (gpa >= r.gpa && gpa < r.gpa + r.size) return r;
-    return undefined;
-  }
-
   /** Rewrite the memslot table in the VM control block (compact, sorted by GPA) and bump memslot_gen. */
   #syncSlots(): void {
     const base = vmc("slots");
-    const list = [...this.#regions.values()].sort((a, b) => a.gpa - b.gpa);
+    const list = this.mem.byGpa();
     for (let i = 0; i < MAX_MEMSLOTS; i++) {
       const e = base + i * SLOT_STRIDE;
       const r = list[i];
@@ -379,124 +295,26 @@ export class Vm implements GuestPhys {
 
   /** addr_gpa2hva: the shared-memory offset backing `gpa`. */
   gpa2hva(gpa: number): number {
-    const r = this.#regionAt(gpa);
+    const r = this.mem.at(gpa);
     if (!r) throw new NoGuestMemoryError(gpa, 1);
     return r.hva + (gpa - r.gpa);
   }
 
   /** addr_hva2gpa. */
   hva2gpa(hva: number): number {
-    for (const r of this.#regions.values()) if (hva >= r.hva && hva < r.hva + r.size) return r.gpa + (hva - r.hva);
+    for (const r of this.mem.all()) if (hva >= r.hva && hva < r.hva + r.size) return r.gpa + (hva - r.hva);
     throw new NoHostMappingError(hva);
   }
 
-  /** A live view of `len` bytes of guest memory at `gpa` (must lie in one region). */
-  guestView(gpa: number, len: number): Uint8Array {
-    const r = this.#regionAt(gpa);
-    if (!r || gpa + len > r.gpa + r.size) throw new NoGuestMemoryError(gpa, len);
-    const at = r.hva + (gpa - r.gpa);
-    return this.u8.subarray(at, at + len);
-  }
-
-  /** Copy bytes into guest physical memory (may span regions). */
-  writeGuest(gpa: number, bytes: ArrayLike<number>): void {
-    let done = 0;
-    while (done < bytes.length) {
-      const r = this.#regionAt(gpa + done);
-      if (!r) throw new NoGuestMemoryError(gpa + done, bytes.length - done);
-      const n = Math.min(bytes.length - done, r.gpa + r.size - (gpa + done));
-      const at = r.hva + (gpa + done - r.gpa);
-      for (let i = 0; i < n; i++) this.u8[at + i] = bytes[done + i]! & 0xff;
-      done += n;
-    }
-  }
-
-  /** Copy `len` bytes out of guest physical memory (may span regions). */
-  readGuest(gpa: number, len: number): Uint8Array {
-    const out = new Uint8Array(len);
-    let done = 0;
-    while (done < len) {
-      const r = this.#regionAt(gpa + done);
-      if (!r) throw new NoGuestMemoryError(gpa + done, len - done);
-      const n = Math.min(len - done, r.gpa + r.size - (gpa + done));
-      const at = r.hva + (gpa + done - r.gpa);
-      out.set(this.u8.subarray(at, at + n), done);
-      done += n;
-    }
-    return out;
-  }
-
-  /** GuestPhys: read a u64 at `gpa`. */
-  read64(gpa: number): bigint {
+  /** GuestPhys: read a u64 at `gpa` (only `gpa` itself is checked to be guest memory). */
+  override read64(gpa: number): bigint {
     return this.dv.getBigUint64(this.gpa2hva(gpa), true);
-  }
-  /** GuestPhys: write a u64 at `gpa`. */
-  write64(gpa: number, v: bigint): void {
-    this.guestView(gpa, 8);
-    this.dv.setBigUint64(this.gpa2hva(gpa), BigInt.asUintN(64, v), true);
-  }
-  /** GuestPhys: a zeroed page for page tables from `pgdSlot`. */
-  allocTablePage(): number {
-    const gpa = this.physPageAlloc(MIN_PADDR, this.pgdSlot);
-    this.guestView(gpa, PAGE_SIZE).fill(0);
-    return gpa;
-  }
-
-  // ---- physical and virtual allocation (kvm_util) ----
-
-  /** vm_phy_page_alloc: the first unused page at or above `paddrMin` in `slot`, marked used. */
-  physPageAlloc(paddrMin = MIN_PADDR, slot = 0): number {
-    if (paddrMin % PAGE_SIZE !== 0) throw new NotPageAlignedError("minimum physical address", paddrMin, PAGE_SIZE);
-    const r = this.#region(slot);
-    const first = Math.max(0, Math.ceil((paddrMin - r.gpa) / PAGE_SIZE));
-    for (let p = first; p < r.used.length; p++) {
-      if (r.used[p] === 0) {
-        r.used[p] = 1;
-        return r.gpa + p * PAGE_SIZE;
-      }
-    }
-    throw new NoPhysPageError(paddrMin, slot);
-  }
-
-  /** Mark `[gpa, gpa + size)` used so physPageAlloc skips it (for loaded code and fixed tables). */
-  reservePhys(gpa: number, size: number): void {
-    for (let a = gpa - (gpa % PAGE_SIZE); a < gpa + size; a += PAGE_SIZE) {
-      const r = this.#regionAt(a);
-      if (!r) throw new NoGuestMemoryError(a, PAGE_SIZE);
-      r.used[(a - r.gpa) / PAGE_SIZE] = 1;
-    }
-  }
-
-  /** Create the PML4 if there is none (kvm_util virt_pgd_alloc). */
-  pgdAlloc(slot = this.pgdSlot): number {
-    if (this.pgd === undefined) {
-      this.pgdSlot = slot;
-      this.pgd = this.allocTablePage();
-    }
-    return this.pgd;
   }
 
   /** virt_pg_map: map one page (4 KiB by default) under vm.pgd. */
-  virtPgMap(gva: bigint | number, gpa: number, opts: MapOptions = {}): void {
-    const pml4 = this.pgdAlloc();
-    if ((gpa + (opts.pageSize ?? PAGE_4K) - 1) / PAGE_SIZE > this.maxGfn) {
-      throw new BeyondMaxGfnError(gpa, (opts.pageSize ?? PAGE_4K) / PAGE_SIZE, this.maxGfn);
-    }
-    mapPage(this, pml4, BigInt(gva), gpa, opts);
-    const size = opts.pageSize ?? PAGE_4K;
-    if (size === PAGE_4K) this.#vpagesMapped.add(BigInt.asUintN(64, BigInt(gva)) >> 12n);
-  }
-
-  /** virt_map: map `size` bytes page by page (kvm_util checks for overflow). */
-  virtMap(gva: bigint | number, gpa: number, size: number, opts: MapOptions = {}): void {
-    const page = opts.pageSize ?? PAGE_4K;
-    const va = BigInt(gva);
-    if (BigInt.asUintN(64, va + BigInt(size)) <= BigInt.asUintN(64, va)) {
-      throw new VirtualMemoryError(`virtual range ${hx(va)} + ${hx(size)} overflows`);
-    }
-    if (gpa + size <= gpa) throw new VirtualMemoryError(`physical range ${hx(gpa)} + ${hx(size)} overflows`);
-    if (size % page !== 0) throw new NotPageAlignedError("virt_map size", size, page);
-    for (let off = 0; off < size; off += page) this.virtPgMap(va + BigInt(off), gpa + off, opts);
+  override virtPgMap(gva: bigint | number, gpa: number, opts: MapOptions = {}): void {
+    super.virtPgMap(gva, gpa, opts);
+    if ((opts.pageSize ?? PAGE_4K) === PAGE_4K) this.#vpagesMapped.add(BigInt.asUintN(64, BigInt(gva)) >> 12n);
   }
 
   /**
@@ -560,22 +378,6 @@ export class Vm implements GuestPhys {
     } catch {
       return 0n;
     }
-  }
-
-  /** addr_gva2gpa through vm.pgd (or `cr3` when given). Throws UnmappedGvaError. */
-  gva2gpa(gva: bigint | number, cr3?: number): number {
-    const root = cr3 ?? this.pgd;
-    if (root === undefined) {
-      throw new VirtualMemoryError("no page tables: call pgdAlloc/virtMap or set up long mode first");
-    }
-    return walk(this, root, BigInt(gva)).gpa;
-  }
-
-  /** The full translation (level, page size, leaf entry). */
-  translate(gva: bigint | number, cr3?: number): Translation {
-    const root = cr3 ?? this.pgd;
-    if (root === undefined) throw new VirtualMemoryError("no page tables");
-    return walk(this, root, BigInt(gva));
   }
 
   /** addr_gva2hva. */
@@ -785,7 +587,7 @@ export class Vm implements GuestPhys {
       `${pad}memslot_gen: ${this.memslotGen}`,
       `${pad}Mem Regions:`,
     ];
-    for (const r of [...this.#regions.values()].sort((a, b) => a.gpa - b.gpa)) {
+    for (const r of this.mem.byGpa()) {
       const used = r.used.reduce((n, b) => n + b, 0);
       lines.push(
         `${pad}  slot: ${r.slot} guest_phys: ${hx(r.gpa)} size: ${hx(r.size)} host_virt: ${hx(r.hva)} flags: ${

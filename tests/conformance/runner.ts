@@ -14,44 +14,20 @@
 import { assemble, createVmWithOneVcpu, type VcpuExit } from "../../mod.ts";
 import type { BackendName } from "../../src/backends/types.ts";
 import { releaseWatchdog } from "../../src/backends/kvm/mod.ts";
-import { type ActualExit, bitsOf, compareSnippet, ENV, type Mismatch, type SnippetResult, splitStringIo } from "../snippets/run.ts";
+import {
+  type ActualExit,
+  bitsOf,
+  compareSnippet,
+  ENV,
+  type Mismatch,
+  type SnippetResult,
+  splitStringIo,
+  summarize,
+} from "../snippets/run.ts";
 import { type ExitSummary, GPR_NAMES, type RegName, type Snippet } from "../snippets/types.ts";
 
 /** Watchdog for every KVM_RUN (the snippets run in microseconds; the known host hangs are cut off). */
 export const KVM_RUN_TIMEOUT_MS = 2000;
-
-function summarize(e: VcpuExit): ActualExit {
-  switch (e.reason) {
-    case "io":
-      return {
-        reason: "io",
-        direction: e.direction,
-        port: e.port,
-        size: e.size,
-        count: e.count,
-        data: e.direction === "out" ? [...e.data.subarray(0, e.size * e.count)] : [],
-      };
-    case "mmio":
-      return {
-        reason: "mmio",
-        isWrite: e.isWrite,
-        physAddr: e.physAddr,
-        len: e.len,
-        data: e.isWrite ? [...e.data.subarray(0, e.len)] : [],
-      };
-    case "hlt":
-      return { reason: "hlt" };
-    case "shutdown":
-      return { reason: "shutdown" };
-    case "internal_error":
-      return {
-        reason: e.reason,
-        detail: `${e.suberrorName} insn ${[...(e.insnBytes ?? [])].map((b) => b.toString(16).padStart(2, "0")).join(" ")}`,
-      };
-    default:
-      return { reason: e.reason, detail: "" };
-  }
-}
 
 /** The expected exits as `backend` delivers them (see the module note). */
 export function expectedExits(backend: BackendName, s: Snippet): ExitSummary[] {
@@ -106,7 +82,10 @@ export function runOn(backend: BackendName, s: Snippet): SnippetResult {
     }
     const r = vcpu.getRegs();
     const regs = Object.fromEntries(GPR_NAMES.map((n) => [n, r[n]])) as Record<RegName, bigint>;
-    const memory = (s.expect.memory ?? []).map((m) => ({ gpa: m.gpa, bytes: [...vm.readGuest(m.gpa, m.bytes.length)] }));
+    const memory = (s.expect.memory ?? []).map((m) => ({
+      gpa: m.gpa,
+      bytes: [...vm.readGuest(m.gpa, m.bytes.length)],
+    }));
     return { exits, regs, memory, stop };
   } finally {
     (vm as { close?: () => void }).close?.();

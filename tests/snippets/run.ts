@@ -59,7 +59,8 @@ function replyFor(expected: ExitSummary | undefined, actual: VcpuExit): number[]
   return undefined;
 }
 
-function summarize(e: VcpuExit): ActualExit {
+/** An exit as the snippet table compares it (data only where the guest produced it). */
+export function summarize(e: VcpuExit): ActualExit {
   switch (e.reason) {
     case "io":
       return {

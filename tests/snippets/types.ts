@@ -18,26 +18,10 @@
 
 export type SnippetMode = "real" | "protected" | "long";
 
-export const GPR_NAMES = [
-  "rax",
-  "rbx",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "rsp",
-  "rbp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-  "rflags",
-] as const;
+import { KVM_REGS_NAMES } from "../../src/x86/regs.ts";
+
+/** The register names a snippet may set or expect: `kvm_regs`' fields in struct order (the one list, src/x86/regs.ts). */
+export const GPR_NAMES = KVM_REGS_NAMES;
 export type RegName = typeof GPR_NAMES[number];
 export type Regs = Partial<Record<RegName, bigint>>;
 
