@@ -10,7 +10,7 @@ import {
 import { CF, ZF, cond, getOszapc, restoreFlags, saveFlags, setEager, sext, sizeMask } from "./flags";
 import { fetch8, pop, push, readMem, readMemRmw, writeMem } from "./mem";
 import { cpl, is64, mode, MODE_REAL } from "./mode";
-import { branchSize, done, jumpTo, loadFarPtr, segSelector, stackOpSize, ud, unsupportedModrm } from "./exec_onebyte";
+import { branchSize, done, jumpTo, loadFarPtr, popSeg, pushSeg, segSelector, stackOpSize, ud, unsupportedModrm } from "./exec_onebyte";
 import {
   sysClts, sysCpuid, sysInvd, sysInvlpg, sysLgdt, sysLidt, sysLldt, sysLmsw, sysLoadSeg, sysLtr, sysMovFromCr,
   sysMovFromDr, sysMovToCr, sysMovToDr, sysRdmsr, sysRdtsc, sysRdtscp, sysSgdt, sysSidt, sysSmsw, sysSwapgs,
@@ -256,22 +256,6 @@ function shld(b: u32): void {
   done();
 }
 
-function pushSegFsGs(seg: i32): void {
-  push(stackOpSize(), segSelector(seg));
-  if (!ok()) return;
-  done();
-}
-
-function popSegFsGs(seg: i32): void {
-  const s = stackOpSize();
-  const sp = reg64(RSP);
-  const v = pop(s);
-  if (!ok()) return;
-  sysLoadSeg(seg, <u32>(v & 0xffff));
-  if (!ok()) { setReg64(RSP, sp); return; }
-  done();
-}
-
 /** Execute 0F b (the 0F escape already consumed). */
 export function exec0F(b: u32): void {
   switch (b) {
@@ -329,10 +313,10 @@ export function exec0F(b: u32): void {
       done();
       return;
     }
-    case 0xa0: pushSegFsGs(SEG_FS); return;
-    case 0xa1: popSegFsGs(SEG_FS); return;
-    case 0xa8: pushSegFsGs(SEG_GS); return;
-    case 0xa9: popSegFsGs(SEG_GS); return;
+    case 0xa0: pushSeg(SEG_FS); return;
+    case 0xa1: popSeg(SEG_FS); return;
+    case 0xa8: pushSeg(SEG_GS); return;
+    case 0xa9: popSeg(SEG_GS); return;
     case 0xa2: sysCpuid(); return;
     case 0xa3: case 0xab: case 0xb3: case 0xbb: {
       decodeModrm(0);

@@ -389,13 +389,15 @@ function loopOp(b: u32): void {
   if (take) jumpRel(d); else done();
 }
 
-function pushSeg(seg: i32): void {
+/** PUSH sreg (06/0E/16/1E and 0F A0/A8). */
+export function pushSeg(seg: i32): void {
   push(stackOpSize(), segSelector(seg));
   if (!ok()) return;
   done();
 }
 
-function popSeg(seg: i32): void {
+/** POP sreg (07/17/1F and 0F A1/A9): RSP is restored when the load faults. */
+export function popSeg(seg: i32): void {
   const s = stackOpSize();
   const sp = reg64(RSP);
   const v = pop(s);
