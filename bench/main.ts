@@ -10,21 +10,30 @@
 import { machineInfo, wasmLoopRate } from "./machine.ts";
 import { parseOptions, USAGE, UsageError } from "./options.ts";
 import { checkPaths, PATHS, selectPaths } from "./paths.ts";
-import { formatTable, type ResultRow, resultRow, type Results } from "./report.ts";
+import { formatPeerTable, formatTable, type ResultRow, resultRow, type Results, type SkippedPeer } from "./report.ts";
 import { firstStepOf, measure, preparePath } from "./run_path.ts";
 import { formatRate, ratePerSecond, summarize } from "./stats.ts";
+import { kvmPeer } from "./peers/kvm.ts";
+import { type Peer, type PeerName, PEERS_USAGE, splitPeersOption } from "./peers/peer.ts";
+import { v86Peer } from "./peers/v86.ts";
 
-function main(args: string[]): number {
+const PEERS: Record<PeerName, Peer> = { kvm: kvmPeer, v86: v86Peer };
+
+async function main(args: string[]): Promise<number> {
   let opts;
+  let peerNames: PeerName[];
+  const usage = `${USAGE}\n${PEERS_USAGE}`;
   try {
-    opts = parseOptions(args);
+    const split = splitPeersOption(args);
+    peerNames = split.peers;
+    opts = parseOptions(split.rest);
   } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`bench: ${e.message}\n${USAGE}`);
+    if (!(e instanceof UsageError) && !(e instanceof RangeError)) throw e;
+    console.error(`bench: ${e.message}\n${usage}`);
     return 2;
   }
   if (opts === "help") {
-    console.log(USAGE);
+    console.log(usage);
     return 0;
   }
   const problems = checkPaths(PATHS);
@@ -64,13 +73,33 @@ function main(args: string[]): number {
     rows.push(row);
     log(`  ${p.path}: ${formatRate(row.min)} … ${formatRate(row.max)} ${p.unit}/s over ${row.runs} runs`);
   }
+  const skipped: SkippedPeer[] = [];
+  for (const name of peerNames) {
+    log(`peer ${name}:`);
+    const out = await PEERS[name].run({ durationMs: ms, runs: opts.runs, warmup: opts.warmup, paths, log });
+    switch (out.kind) {
+      case "rows":
+        rows.push(...out.rows);
+        break;
+      case "skipped":
+        log(`  skipped: ${out.reason}`);
+        skipped.push({ engine: name, reason: out.reason });
+        break;
+      default: {
+        const never: never = out;
+        throw new Error(`peer ${name}: unknown outcome ${JSON.stringify(never)}`);
+      }
+    }
+  }
   const results: Results = {
     machine,
     date: new Date().toISOString(),
-    settings: { duration_s: opts.duration, runs: opts.runs, warmup: opts.warmup, filter: opts.filter?.source ?? null, wasm: opts.wasm ?? null },
+    settings: { duration_s: opts.duration, runs: opts.runs, warmup: opts.warmup, filter: opts.filter?.source ?? null, wasm: opts.wasm ?? null, peers: peerNames },
     rows,
+    skipped_peers: skipped,
   };
   log(`\n${formatTable(rows)}`);
+  if (peerNames.length) log(`\nkvmsim vs peers, same run (kvmsim/peer > 1: kvmsim faster)\n${formatPeerTable(rows, skipped)}`);
   const text = JSON.stringify(results, null, 2) + "\n";
   if (opts.out !== undefined) {
     const dir = opts.out.replace(/\/[^/]*$/, "");
@@ -82,4 +111,4 @@ function main(args: string[]): number {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(main(Deno.args));
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -7,13 +7,23 @@ import type { MachineInfo } from "./machine.ts";
 import type { BenchPath } from "./paths.ts";
 import { formatRate, nsPerUnit, type Summary } from "./stats.ts";
 
+/** Who ran a row: the simulator, or a peer measured in the same bench run (bench/peers/). */
+export type Engine = "kvmsim" | "kvm" | "v86";
+
+/** How a row's loop was driven: a kvmsim loop (bench/paths.ts), or v86's port-write handler / sampled counter. */
+export type RowLoop = BenchPath["loop"] | "port-handler" | "sampled";
+
 /** One row of latest.json. Rates are per second; min/max are the extreme runs' rates. */
 export type ResultRow = {
   readonly path: string;
-  readonly engine: "kvmsim";
+  readonly engine: Engine;
   readonly unit: BenchPath["unit"];
-  readonly loop: BenchPath["loop"];
+  readonly loop: RowLoop;
   readonly description: string;
+  /** Peer rows: the kvmsim path this row is compared with in the ratio table. */
+  readonly compared_to?: string;
+  /** Peer rows: what differs from the kvmsim path (mode, loop, sampling). */
+  readonly note?: string;
   readonly min: number;
   readonly max: number;
   readonly runs: number;
@@ -33,8 +43,10 @@ export type ResultRow = {
 export interface Results {
   readonly machine: MachineInfo;
   readonly date: string;
-  readonly settings: { readonly duration_s: number; readonly runs: number; readonly warmup: number; readonly filter: string | null; readonly wasm: string | null };
+  readonly settings: { readonly duration_s: number; readonly runs: number; readonly warmup: number; readonly filter: string | null; readonly wasm: string | null; readonly peers?: readonly string[] };
   readonly rows: readonly ResultRow[];
+  /** Peers asked for that produced no rows, with the reason. */
+  readonly skipped_peers?: readonly SkippedPeer[];
 }
 
 export function resultRow(p: BenchPath, s: Summary, yardstick?: number): ResultRow {
@@ -53,6 +65,77 @@ export function resultRow(p: BenchPath, s: Summary, yardstick?: number): ResultR
   return { ...common, ...rate, ...tail, ...target, ...yard };
 }
 
+/** What a peer adapter knows about one of its rows. */
+export interface PeerRowSpec {
+  readonly path: string;
+  readonly engine: Exclude<Engine, "kvmsim">;
+  readonly unit: BenchPath["unit"];
+  readonly loop: RowLoop;
+  readonly description: string;
+  readonly compared_to: string;
+  readonly note?: string;
+}
+
+/** A peer's row: same rate/min/max/runs fields as {@link resultRow}, no target or yardstick. */
+export function peerRow(spec: PeerRowSpec, s: Summary): ResultRow {
+  const ns = nsPerUnit(s.median);
+  const rate = spec.unit === "exits" ? { exits_per_s: s.median, ns_per_exit: ns } : { instr_per_s: s.median, ns_per_instr: ns };
+  const note = spec.note === undefined ? {} : { note: spec.note };
+  return {
+    path: spec.path,
+    engine: spec.engine,
+    unit: spec.unit,
+    loop: spec.loop,
+    description: spec.description,
+    compared_to: spec.compared_to,
+    ...note,
+    ...rate,
+    min: s.min,
+    max: s.max,
+    runs: s.runs,
+    samples: s.samples,
+  };
+}
+
+function ratio(x: number): string {
+  return `${x.toFixed(x < 10 ? 2 : 1)}x`;
+}
+
+/** A peer that produced no rows, and why (printed and kept in latest.json). */
+export interface SkippedPeer {
+  readonly engine: Exclude<Engine, "kvmsim">;
+  readonly reason: string;
+}
+
+/**
+ * kvmsim against each peer row measured in the same run: the kvmsim row of
+ * `compared_to`, the peer's median and kvmsim/peer (> 1: kvmsim is faster).
+ * Skipped peers get a line with their reason.
+ */
+export function formatPeerTable(rows: readonly ResultRow[], skipped: readonly SkippedPeer[] = []): string {
+  const head = ["peer path", "engine", "peer /s", "kvmsim path", "kvmsim /s", "kvmsim/peer", "note"];
+  const body: string[][] = [];
+  for (const r of rows) {
+    if (r.engine === "kvmsim") continue;
+    const peer = rowRate(r);
+    const unit = r.unit === "exits" ? "exits" : "instr";
+    const ours = rows.find((k) => k.engine === "kvmsim" && k.path === r.compared_to);
+    body.push([
+      r.path,
+      r.engine,
+      `${formatRate(peer)} ${unit}`,
+      r.compared_to ?? "-",
+      ours === undefined ? "not run" : `${formatRate(rowRate(ours))} ${unit}`,
+      ours === undefined ? "-" : ratio(rowRate(ours) / peer),
+      r.note ?? "",
+    ]);
+  }
+  for (const s of skipped) body.push(["-", s.engine, "skipped", "-", "-", "-", s.reason]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i <= 1 || i === 3 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+  return [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
+}
+
 /** The median rate of a row, whatever its unit. */
 export function rowRate(r: ResultRow): number {
   return "exits_per_s" in r ? r.exits_per_s : r.instr_per_s;
@@ -65,7 +148,7 @@ export function formatTable(rows: readonly ResultRow[]): string {
     const rate = rowRate(r);
     const unit = r.unit === "exits" ? "exits" : "instr";
     return [
-      r.path,
+      r.engine === "kvmsim" ? r.path : `${r.path} (${r.engine})`,
       `${formatRate(rate)} ${unit}`,
       nsPerUnit(rate).toFixed(1),
       formatRate(r.min),
