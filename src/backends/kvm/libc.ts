@@ -86,7 +86,15 @@ export const MAP_NORESERVE = 0x4000;
 /** mmap's MAP_FAILED, (void *)-1. */
 export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 export const CLOCK_MONOTONIC = 1;
-export const SIGALRM = 14;
+/**
+ * The watchdog's signal. SIGWINCH's default action is "ignore", so a timer
+ * signal still in flight after the listener is gone cannot terminate the
+ * process (SIGALRM's default action would: seen as "Alarm clock" in a test
+ * run); while the listener is installed it interrupts KVM_RUN like any other
+ * handled signal.
+ */
+export const WATCHDOG_SIGNAL = 28; // SIGWINCH on x86-64 and arm64 Linux
+export const WATCHDOG_SIGNAL_NAME = "SIGWINCH";
 /** `SIGEV_THREAD_ID`: deliver the timer's signal to one thread (`sigev_notify_thread_id`). */
 export const SIGEV_THREAD_ID = 4;
 

@@ -1,10 +1,11 @@
 /**
  * The KVM_RUN watchdog: a POSIX timer (`timer_create`, CLOCK_MONOTONIC)
- * whose SIGALRM is directed at the thread that calls KVM_RUN
+ * whose signal (WATCHDOG_SIGNAL, SIGWINCH) is directed at the thread that calls KVM_RUN
  * (SIGEV_THREAD_ID), armed before the ioctl and disarmed after. KVM sees the
  * pending signal and returns -EINTR (KVM_EXIT_INTR). A Deno listener is
- * installed while a vCPU can run so SIGALRM never takes its default action
- * (terminate).
+ * installed while a vCPU can run so the signal interrupts KVM_RUN; a signal
+ * that arrives after the listener is removed takes SIGWINCH's default action,
+ * which is to be ignored.
  *
  * It cannot interrupt a host that loops inside the kernel without checking
  * for signals; tests run the known-hang cases in a child process as well
@@ -13,7 +14,7 @@
  * @module
  */
 import { StructBuf } from "./codec.ts";
-import { CLOCK_MONOTONIC, errno, libc, SIGALRM, SIGEV_THREAD_ID } from "./libc.ts";
+import { CLOCK_MONOTONIC, errno, libc, SIGEV_THREAD_ID, WATCHDOG_SIGNAL, WATCHDOG_SIGNAL_NAME } from "./libc.ts";
 import { ITIMERSPEC, SIGEVENT } from "./uapi.ts";
 import { KvmIoctlError } from "./errors.ts";
 
@@ -27,12 +28,12 @@ function timerForThisThread(): Deno.PointerValue {
   let t = timers.get(tid);
   if (t !== undefined) return t;
   const sev = new StructBuf(SIGEVENT);
-  sev.set("sigev_signo", SIGALRM);
+  sev.set("sigev_signo", WATCHDOG_SIGNAL);
   sev.set("sigev_notify", SIGEV_THREAD_ID);
   sev.set("_sigev_un._tid", tid);
   const out = new BigUint64Array(1);
   if (libc().timer_create(CLOCK_MONOTONIC, sev.u8, new Uint8Array(out.buffer)) < 0) {
-    throw new KvmIoctlError("timer_create", errno(), `CLOCK_MONOTONIC, SIGALRM to thread ${tid}`);
+    throw new KvmIoctlError("timer_create", errno(), `CLOCK_MONOTONIC, ${WATCHDOG_SIGNAL_NAME} to thread ${tid}`);
   }
   t = Deno.UnsafePointer.create(out[0]!);
   timers.set(tid, t);
@@ -51,7 +52,7 @@ function setTimer(ms: number): void {
 /** Arm the watchdog of the calling thread for `ms` milliseconds (> 0). */
 export function armWatchdog(ms: number): void {
   if (!listening) {
-    Deno.addSignalListener("SIGALRM", noop);
+    Deno.addSignalListener(WATCHDOG_SIGNAL_NAME, noop);
     listening = true;
   }
   setTimer(ms);
@@ -62,10 +63,10 @@ export function disarmWatchdog(): void {
   setTimer(0);
 }
 
-/** Disarm and remove the SIGALRM listener (so `deno test`'s sanitizers see no open listener). */
+/** Disarm and remove the signal listener (so `deno test`'s sanitizers see no open listener). */
 export function releaseWatchdog(): void {
   if (!listening) return;
   disarmWatchdog();
-  Deno.removeSignalListener("SIGALRM", noop);
+  Deno.removeSignalListener(WATCHDOG_SIGNAL_NAME, noop);
   listening = false;
 }
