@@ -2,7 +2,7 @@
 import {
   KVM_EXIT_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
   KVM_RUN_EMULATION_FAILURE_FLAGS, KVM_RUN_EMULATION_FAILURE_INSN_BYTES, KVM_RUN_EMULATION_FAILURE_INSN_SIZE,
-  KVM_RUN_EMULATION_FAILURE_NDATA, KVM_RUN_EMULATION_FAILURE_SUBERROR, KVM_RUN_EXIT_REASON, KVM_RUN_INTERNAL_DATA,
+  KVM_RUN_EMULATION_FAILURE_NDATA, KVM_RUN_EMULATION_FAILURE_SUBERROR, KVM_RUN_INTERNAL_DATA,
   KVM_RUN_INTERNAL_NDATA, KVM_RUN_INTERNAL_SUBERROR,
 } from "../abi.generated";
 import { RUN, ST_EXIT, setStatus } from "../x86/cpu";
@@ -11,9 +11,12 @@ import { peekCode } from "../x86/mem";
 
 /** End the instruction with a userspace exit `reason` (kvm_run's union already filled). */
 export function exitTo(reason: i32): void {
-  store<u32>(RUN + KVM_RUN_EXIT_REASON, <u32>reason);
+  exitReason = reason;
   setStatus(ST_EXIT);
 }
+
+/** Reason of the last exitTo(); run.ts finish() stores it into kvm_run.exit_reason. */
+export let exitReason: i32 = 0;
 
 /**
  * KVM_EXIT_INTERNAL_ERROR / KVM_INTERNAL_ERROR_EMULATION for an instruction kvmsim

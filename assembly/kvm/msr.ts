@@ -33,9 +33,10 @@ export function tscRunStart(): void { instrBase = load<u64>(S + VS_INSTRUCTIONS)
 export function tscNow(): u64 { return load<u64>(S + VS_TSC) + (load<u64>(S + VS_INSTRUCTIONS) - instrBase); }
 /** Fold the instructions retired in this run into VS_TSC (at run() exit). */
 export function tscRunEnd(): void {
-  const now = tscNow();
-  store<u64>(S + VS_TSC, now);
-  instrBase = load<u64>(S + VS_INSTRUCTIONS);
+  const ins = load<u64>(S + VS_INSTRUCTIONS);
+  if (ins == instrBase) return; // nothing retired: VS_TSC is already current
+  store<u64>(S + VS_TSC, load<u64>(S + VS_TSC) + (ins - instrBase));
+  instrBase = ins;
 }
 function tscWrite(v: u64): void { store<u64>(S + VS_TSC, v - (load<u64>(S + VS_INSTRUCTIONS) - instrBase)); }
 

@@ -32,9 +32,19 @@ import { flagsIn, getFlags, setFlags, step, stepMany } from "../x86/core_link";
 import { flagsOther } from "../x86/flags";
 import { cpuidEax, cpuidLookup, findCpuid } from "./cpuid";
 import { tscRunEnd, tscRunStart } from "./msr";
-import { internalErrorEmulation } from "./exits";
+import { exitReason, internalErrorEmulation } from "./exits";
 
 let lastRun: i32 = -1;
+// Per-vCPU values cached in module globals (no bounds-checked load per run). Only
+// the core writes them between refreshes; TS changes to the state block set VS_DIRTY.
+/** VS_EXITS of the selected vCPU. */
+let exitsCache: u64 = 0;
+/** VS_TLB_GEN of the selected vCPU. */
+let tlbGenCache: u32 = 0;
+/** VS_TRIPLE_FAULT_PENDING / VS_EXC_PENDING may be set (TS writes them with VS_DIRTY). */
+let eventsPending: bool = false;
+/** KVM_GUESTDBG_SINGLESTEP is on (VS_GUEST_DEBUG_CONTROL: written only by TS, with VS_DIRTY). */
+let ssDebug: bool = false;
 
 /** Recompute everything cached from the state block (VS_DIRTY, another vCPU selected). */
 function refresh(): void {
@@ -43,6 +53,11 @@ function refresh(): void {
   invalidateFetch();
   refreshDebug();
   setMaxPhyAddr(findCpuid(0x80000008, 0) != 0 ? (cpuidLookupEax(0x80000008) & 0xff) : 36);
+  exitsCache = load<u64>(S + VS_EXITS);
+  tlbGenCache = load<u32>(S + VS_TLB_GEN);
+  eventsPending = load<u8>(S + VS_TRIPLE_FAULT_PENDING) != 0 || load<u8>(S + VS_EXC_PENDING) != 0;
+  ssDebug = singleStepDebug();
+  tscRunStart();
 }
 function cpuidLookupEax(fn: u32): u32 { cpuidLookup(fn, 0); return cpuidEax; }
 
@@ -52,28 +67,36 @@ function finish(reason: i32): i32 {
   const f = getFlags();
   store<u64>(S + VS_RFLAGS, f); // flagsOut()
   tscRunEnd();
-  store<u32>(RUN + KVM_RUN_EXIT_REASON, <u32>reason);
   const ifl = (f & RFLAGS_IF) != 0;
-  store<u8>(RUN + KVM_RUN_IF_FLAG, ifl ? 1 : 0);
-  store<u8>(RUN + KVM_RUN_READY_FOR_INTERRUPT_INJECTION, ifl && load<u8>(S + VS_INTERRUPT_SHADOW) == 0 ? 1 : 0);
+  const ready = ifl && load<u8>(S + VS_INTERRUPT_SHADOW) == 0;
+  if (KVM_RUN_READY_FOR_INTERRUPT_INJECTION == KVM_RUN_EXIT_REASON + 4 && KVM_RUN_IF_FLAG == KVM_RUN_EXIT_REASON + 5 &&
+    KVM_RUN_FLAGS == KVM_RUN_EXIT_REASON + 6) {
+    // exit_reason, ready_for_interrupt_injection, if_flag and flags (cleared) in one store.
+    store<u64>(RUN + KVM_RUN_EXIT_REASON, <u64><u32>reason | (ready ? <u64>1 << 32 : 0) | (ifl ? <u64>1 << 40 : 0));
+  } else {
+    store<u32>(RUN + KVM_RUN_EXIT_REASON, <u32>reason);
+    store<u8>(RUN + KVM_RUN_IF_FLAG, ifl ? 1 : 0);
+    store<u8>(RUN + KVM_RUN_READY_FOR_INTERRUPT_INJECTION, ready ? 1 : 0);
+    store<u16>(RUN + KVM_RUN_FLAGS, 0);
+  }
   store<u64>(RUN + KVM_RUN_CR8, load<u64>(S + VS_CR8));
   store<u64>(RUN + KVM_RUN_APIC_BASE, load<u64>(S + VS_APIC_BASE));
-  store<u64>(S + VS_EXITS, load<u64>(S + VS_EXITS) + 1);
+  exitsCache++;
+  store<u64>(S + VS_EXITS, exitsCache);
   return reason;
 }
 
-/** finish() with the exit reason already in kvm_run (written by the exiting code). */
-function finishExit(): i32 { return finish(<i32>load<u32>(RUN + KVM_RUN_EXIT_REASON)); }
+/** finish() with the exit reason recorded by exitTo(). */
+function finishExit(): i32 { return finish(exitReason); }
 
 /** Nothing forces the per-instruction path (TF/RF, guest debug, breakpoints, interrupt shadow). */
 @inline function plainStepping(): bool {
-  return (flagsOther & (RFLAGS_TF | RFLAGS_RF)) == 0 && !execBpArmed && !dataBpArmed && !singleStepDebug() &&
+  return (flagsOther & (RFLAGS_TF | RFLAGS_RF)) == 0 && !execBpArmed && !dataBpArmed && !ssDebug &&
     load<u8>(S + VS_INTERRUPT_SHADOW) == 0;
 }
 
 /** Complete the exit the last run() returned with (data from kvm_run / the PIO page). */
-function completePending(): void {
-  const pf = load<u32>(S + VS_PENDING_FLAGS);
+function completePending(pf: u32): void {
   if (pf == 0) return;
   store<u32>(S + VS_PENDING_FLAGS, 0);
   if ((pf & (PEND_PIO_OUT | PEND_MMIO_WRITE)) != 0) {
@@ -116,34 +139,34 @@ function deliverPending(): bool {
 
 export function run(runBase: i32, budget: i32): i32 {
   selectVcpu(runBase);
-  store<u16>(RUN + KVM_RUN_FLAGS, 0);
+  // kvm_run.flags is cleared by finish() together with exit_reason (every run ends there).
   if (runBase != lastRun || load<u32>(S + VS_DIRTY) != 0) {
     lastRun = runBase;
     store<u32>(S + VS_DIRTY, 0);
     refresh();
   }
   const gen = load<u32>(VM_CONTROL_BASE + VMC_MEMSLOT_GEN);
-  if (gen != load<u32>(S + VS_TLB_GEN)) {
+  if (gen != tlbGenCache) {
     tlbFlush();
     store<u32>(S + VS_TLB_GEN, gen);
+    tlbGenCache = gen;
   }
   flagsIn();
-  tscRunStart();
   setStatus(ST_OK);
   // Everything rare at entry behind one test (pending completions, events, immediate_exit).
-  if (load<u32>(S + VS_PENDING_FLAGS) != 0 || load<u32>(S + VS_REPLAY_COUNT) != 0 || mode == MODE_V86 ||
-    load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT) != 0 || load<u8>(S + VS_TRIPLE_FAULT_PENDING) != 0 ||
-    load<u8>(S + VS_EXC_PENDING) != 0) {
-    const r = entrySlow();
+  const pf = load<u32>(S + VS_PENDING_FLAGS);
+  if (pf != 0 || load<u32>(S + VS_REPLAY_COUNT) != 0 || mode == MODE_V86 ||
+    load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT) != 0 || eventsPending) {
+    const r = entrySlow(pf);
     if (r >= 0) return r;
   }
   return runLoop(budget);
 }
 
 /** The rare part of run() entry; returns an exit reason (finished) or -1 to run the loop. */
-function entrySlow(): i32 {
+function entrySlow(pf: u32): i32 {
   if (mode == MODE_V86) { internalErrorEmulation(); return finishExit(); }
-  completePending();
+  completePending(pf);
   replayRewind();
   if (status == ST_FAULT) {
     // e.g. msr.error != 0: #GP at the RDMSR/WRMSR.
@@ -163,11 +186,13 @@ function entrySlow(): i32 {
   }
   if (load<u8>(S + VS_TRIPLE_FAULT_PENDING) != 0) {
     store<u8>(S + VS_TRIPLE_FAULT_PENDING, 0);
+    eventsPending = load<u8>(S + VS_EXC_PENDING) != 0;
     return finish(KVM_EXIT_SHUTDOWN);
   }
   if (load<u8>(S + VS_EXC_PENDING) != 0) {
     // An exception queued by KVM_SET_VCPU_EVENTS.
     store<u8>(S + VS_EXC_PENDING, 0);
+    eventsPending = false;
     setStatus(ST_OK);
     deliverEvent(<i32>load<u8>(S + VS_EXC_NR), load<u8>(S + VS_EXC_HAS_ERROR) != 0, load<u32>(S + VS_EXC_ERROR_CODE), rip(), false);
     if (status == ST_EXIT) return finishExit();

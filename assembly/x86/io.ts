@@ -5,7 +5,7 @@
 import {
   KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT, KVM_PIO_PAGE_OFFSET, KVM_RUN_IO_COUNT, KVM_RUN_IO_DATA_OFFSET,
   KVM_RUN_IO_DIRECTION, KVM_RUN_IO_PORT, KVM_RUN_IO_SIZE, PAGE_SIZE, VS_PENDING_FLAGS, VS_SEG_TR_BASE,
-  VS_REPLAY_COUNT, VS_SEG_TR_LIMIT, VS_SEG_TR_TYPE,
+  VS_SEG_TR_LIMIT, VS_SEG_TR_TYPE,
 } from "../abi.generated";
 import { RCX, RDI, RSI, RUN, S, SEG_DS, SEG_ES, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
 import { addrSize, nextIp, opSize, repPrefix, segOverride } from "./decode_state";
@@ -14,7 +14,7 @@ import { segLinear } from "./segments";
 import { gp0 } from "./exceptions";
 import { MODE_REAL, MODE_V86, RFLAGS_DF, RFLAGS_IOPL, cpl, mode } from "./mode";
 import { PEND_PIO_IN, PEND_PIO_OUT, peekCode, pendRetire, probeWrite, readMem, readSys, writeMem } from "./mem";
-import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayData, replayNext } from "./replay";
+import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayCount, replayData, replayNext } from "./replay";
 import { getFlags } from "./core_link";
 import { exitTo, internalErrorEmulation } from "../kvm/exits";
 
@@ -41,10 +41,17 @@ function ioAllowed(port: i32, size: i32): bool {
 }
 
 function ioExit(dir: i32, port: i32, size: i32, count: u32): void {
-  store<u8>(RUN + KVM_RUN_IO_DIRECTION, <u8>dir);
-  store<u8>(RUN + KVM_RUN_IO_SIZE, <u8>size);
-  store<u16>(RUN + KVM_RUN_IO_PORT, <u16>port);
-  store<u32>(RUN + KVM_RUN_IO_COUNT, count);
+  if (KVM_RUN_IO_SIZE == KVM_RUN_IO_DIRECTION + 1 && KVM_RUN_IO_PORT == KVM_RUN_IO_DIRECTION + 2 &&
+    KVM_RUN_IO_COUNT == KVM_RUN_IO_DIRECTION + 4) {
+    // direction, size, port, count in one store.
+    store<u64>(RUN + KVM_RUN_IO_DIRECTION,
+      <u64>(dir & 0xff) | (<u64>(size & 0xff) << 8) | (<u64>(port & 0xffff) << 16) | (<u64>count << 32));
+  } else {
+    store<u8>(RUN + KVM_RUN_IO_DIRECTION, <u8>dir);
+    store<u8>(RUN + KVM_RUN_IO_SIZE, <u8>size);
+    store<u16>(RUN + KVM_RUN_IO_PORT, <u16>port);
+    store<u32>(RUN + KVM_RUN_IO_COUNT, count);
+  }
   store<u64>(RUN + KVM_RUN_IO_DATA_OFFSET, <u64>PIO_DATA);
   if (dir == KVM_EXIT_IO_IN) store<u32>(S + VS_PENDING_FLAGS, load<u32>(S + VS_PENDING_FLAGS) | PEND_PIO_IN);
   exitTo(KVM_EXIT_IO);
@@ -68,8 +75,8 @@ export function portOut(port: i32, size: i32, v: u32): void {
   port &= 0xffff;
   if (!ioAllowed(port, size)) return;
   v &= sizeMask(size);
-  if (replayNext(RK_PIO_OUT, <u64>port, <u32>size)) return;
-  const only = load<u32>(S + VS_REPLAY_COUNT) == 0;
+  const only = replayCount() == 0;
+  if (!only && replayNext(RK_PIO_OUT, <u64>port, <u32>size)) return;
   if (!replayAppend(RK_PIO_OUT, <u64>port, <u32>size, <u64>v)) { internalErrorEmulation(); return; }
   // OUT commits nothing but RIP after the port write (sys_io.ts execOut): complete it
   // on re-entry by moving RIP (KVM's complete_fast_pio_out) instead of replaying.

@@ -20,9 +20,26 @@ export let replayData: u64 = 0;
 @inline export function replayCount(): u32 { return load<u32>(S + VS_REPLAY_COUNT); }
 
 /** Consume the next fragment if it matches (kind, addr, len); a mismatch drops the rest of the log. */
+/** VS_REPLAY_COUNT and VS_REPLAY_POS are adjacent: both in one access. */
+const CP_PAIR: bool = VS_REPLAY_POS == VS_REPLAY_COUNT + 4;
+/** KIND and LEN of a fragment are adjacent: both in one access. */
+const KL_PAIR: bool = REPLAY_LEN == REPLAY_KIND + 4;
+
+@inline function setCountPos(n: u32, pos: u32): void {
+  if (CP_PAIR) store<u64>(S + VS_REPLAY_COUNT, <u64>n | (<u64>pos << 32));
+  else { store<u32>(S + VS_REPLAY_COUNT, n); store<u32>(S + VS_REPLAY_POS, pos); }
+}
+
 export function replayNext(kind: u32, addr: u64, len: u32): bool {
-  const pos = load<u32>(S + VS_REPLAY_POS);
-  const n = load<u32>(S + VS_REPLAY_COUNT);
+  let pos: u32, n: u32;
+  if (CP_PAIR) {
+    const cp = load<u64>(S + VS_REPLAY_COUNT);
+    n = <u32>cp;
+    pos = <u32>(cp >> 32);
+  } else {
+    pos = load<u32>(S + VS_REPLAY_POS);
+    n = load<u32>(S + VS_REPLAY_COUNT);
+  }
   if (pos >= n) return false;
   const e = entry(pos);
   if (load<u32>(e + REPLAY_KIND) != kind || load<u64>(e + REPLAY_ADDR) != addr || load<u32>(e + REPLAY_LEN) != len) {
@@ -41,10 +58,9 @@ export function replayAppend(kind: u32, addr: u64, len: u32, data: u64): bool {
   const e = entry(n);
   store<u64>(e + REPLAY_ADDR, addr);
   store<u64>(e + REPLAY_DATA, data);
-  store<u32>(e + REPLAY_KIND, kind);
-  store<u32>(e + REPLAY_LEN, len);
-  store<u32>(S + VS_REPLAY_COUNT, n + 1);
-  store<u32>(S + VS_REPLAY_POS, n + 1);
+  if (KL_PAIR) store<u64>(e + REPLAY_KIND, <u64>kind | (<u64>len << 32));
+  else { store<u32>(e + REPLAY_KIND, kind); store<u32>(e + REPLAY_LEN, len); }
+  setCountPos(n + 1, n + 1);
   return true;
 }
 
@@ -69,7 +85,4 @@ export function replayLastLen(): u32 {
 export function replayRewind(): void { store<u32>(S + VS_REPLAY_POS, 0); }
 
 /** The instruction committed (or faulted): forget its fragments. Also for REP iterations that commit. */
-export function replayClear(): void {
-  store<u32>(S + VS_REPLAY_COUNT, 0);
-  store<u32>(S + VS_REPLAY_POS, 0);
-}
+export function replayClear(): void { setCountPos(0, 0); }
