@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { renderChart } from "./chart.ts";
 import { machineInfo, wasmLoopRate } from "./machine.ts";
 import { parseOptions, USAGE, UsageError } from "./options.ts";
 import { checkPaths, PATHS, selectPaths } from "./paths.ts";
@@ -66,9 +67,11 @@ async function main(args: string[]): Promise<number> {
     for (let i = 0; i < opts.warmup; i++) measure(prep, ms, first);
     const rates: number[] = [];
     for (let i = 0; i < opts.runs; i++) {
+      progress(`${p.path}: run ${i + 1}/${opts.runs}`);
       const s = measure(prep, ms, first);
       rates.push(ratePerSecond(s.units, s.ms));
     }
+    progress("");
     const row = resultRow(p, summarize(rates), yardstick);
     rows.push(row);
     log(`  ${p.path}: ${formatRate(row.min)} … ${formatRate(row.max)} ${p.unit}/s over ${row.runs} runs`);
@@ -102,13 +105,44 @@ async function main(args: string[]): Promise<number> {
   if (peerNames.length) log(`\nkvmsim vs peers, same run (kvmsim/peer > 1: kvmsim faster)\n${formatPeerTable(rows, skipped)}`);
   const text = JSON.stringify(results, null, 2) + "\n";
   if (opts.out !== undefined) {
-    const dir = opts.out.replace(/\/[^/]*$/, "");
-    if (dir !== opts.out) Deno.mkdirSync(dir, { recursive: true });
+    const files = resultFiles(opts.out, results.date, hostname());
+    if (files.dir !== undefined) Deno.mkdirSync(files.dir, { recursive: true });
     Deno.writeTextFileSync(opts.out, text);
-    log(`\nwrote ${opts.out}`);
+    Deno.writeTextFileSync(files.dated, text);
+    Deno.writeTextFileSync(files.svg, renderChart(rows));
+    log(`\nwrote ${opts.out}, ${files.dated}, ${files.svg}`);
   }
   if (opts.json) console.log(text.trimEnd());
   return 0;
+}
+
+/** A one-line progress note on stderr, only when stderr is a terminal ("" clears it). */
+function progress(text: string): void {
+  if (!Deno.stderr.isTerminal()) return;
+  Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${text}`));
+}
+
+function hostname(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "unknown-host";
+  }
+}
+
+/**
+ * The files written beside `out` (latest.json): `<YYYY-MM-DD>-<hostname>.json`
+ * (UTC date of the run) and the chart, `out` with .svg for .json.
+ */
+export function resultFiles(out: string, isoDate: string, host: string): { dir: string | undefined; dated: string; svg: string } {
+  const slash = out.lastIndexOf("/");
+  const dir = slash >= 0 ? out.slice(0, slash) : undefined;
+  const safeHost = host.replace(/[^A-Za-z0-9.-]/g, "_") || "unknown-host";
+  const day = isoDate.slice(0, 10);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new RangeError(`results date ${isoDate}: expected an ISO date`);
+  const dated = `${dir === undefined ? "" : `${dir}/`}${day}-${safeHost}.json`;
+  const svg = out.endsWith(".json") ? `${out.slice(0, -5)}.svg` : `${out}.svg`;
+  return { dir: dir === "" ? undefined : dir, dated, svg };
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

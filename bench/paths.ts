@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import type { Vcpu } from "../src/vcpu.ts";
 import type { Vm } from "../src/vm.ts";
 
@@ -39,7 +40,23 @@ export type PathHandler =
   /** A write to `addr`, outside every memslot (KVM_EXIT_MMIO). */
   | { readonly kind: "mmio-write"; readonly addr: number; readonly expectByte: number; readonly fn: (data: Uint8Array, sink: Sink) => void }
   /** KVM_EXIT_HLT: the handler runs and the vCPU is resumed. */
-  | { readonly kind: "hlt"; readonly fn: (sink: Sink) => void };
+  | { readonly kind: "hlt"; readonly fn: (sink: Sink) => void }
+  /** IN from `port` (KVM_EXIT_IO, one byte): `fn` fills the data view; the guest adds al into ebx (checked). */
+  | { readonly kind: "pio-in"; readonly port: number; readonly expectByte: number; readonly fn: (data: Uint8Array, sink: Sink) => void }
+  /** REP OUTSB to `port`: one KVM_EXIT_IO with `count` = `bytesPerExit`; `fn` gets all the bytes. */
+  | { readonly kind: "pio-outs"; readonly port: number; readonly bytesPerExit: number; readonly expectByte: number; readonly fn: (data: Uint8Array, sink: Sink) => void }
+  /** A one-byte read of `addr` (KVM_EXIT_MMIO): `fn` fills the data view; the guest adds al into ebx (checked). */
+  | { readonly kind: "mmio-read"; readonly addr: number; readonly expectByte: number; readonly fn: (data: Uint8Array, sink: Sink) => void }
+  /**
+   * An instruction the core handles without leaving WASM (CPUID, RDMSR of an
+   * in-kernel MSR): loop "budget", unit "exits" (in-kernel exits); the guest
+   * counts iterations in rsi (checked against the units).
+   */
+  | { readonly kind: "in-kernel" }
+  /** RDMSR of `index` with user-space MSR exits: KVM_EXIT_X86_RDMSR, `fn` answers with setData; the guest adds eax into ebx (checked). */
+  | { readonly kind: "msr-user"; readonly index: number; readonly expectByte: number; readonly fn: (exit: { setData(v: bigint): void }, sink: Sink) => void }
+  /** INT3 with KVM_GUESTDBG_USE_SW_BP: KVM_EXIT_DEBUG (#BP at the INT3); `fn` moves RIP past it. The guest counts in rsi (checked). */
+  | { readonly kind: "debug-sw-bp"; readonly fn: (vcpu: Vcpu, sink: Sink) => void };
 
 /** One measured path. */
 export interface BenchPath {
@@ -57,6 +74,8 @@ export interface BenchPath {
   readonly instructionsPerUnit: number;
   /** The project's target rate for this path (tracking issue §8), if it has one. */
   readonly target?: number;
+  /** Payload bytes moved per unit (string IO), reported as bytes/s. */
+  readonly bytesPerUnit?: number;
 }
 
 /** Guest load address and initial RIP (createVmWithOneVcpu's default). */
@@ -79,6 +98,48 @@ export function countHlt(sink: Sink): void {
   sink.calls++;
   sink.sum = (sink.sum + 1) | 0;
 }
+
+/** The IN/MMIO-read handler: fill the data with {@link BENCH_BYTE} and count it. */
+export function fillByte(data: Uint8Array, sink: Sink): void {
+  data.fill(BENCH_BYTE);
+  sink.calls++;
+  sink.sum = (sink.sum + BENCH_BYTE) | 0;
+}
+
+/** The string-IO handler: count the exit and fold in every byte written. */
+export function countBytes(data: Uint8Array, sink: Sink): void {
+  sink.calls++;
+  let s = sink.sum;
+  for (let i = 0; i < data.length; i++) s = (s + data[i]!) | 0;
+  sink.sum = s;
+}
+
+/** The user-space RDMSR handler: answer {@link BENCH_BYTE} and count it. */
+export function answerMsr(exit: { setData(v: bigint): void }, sink: Sink): void {
+  exit.setData(BigInt(BENCH_BYTE));
+  sink.calls++;
+  sink.sum = (sink.sum + BENCH_BYTE) | 0;
+}
+
+/** The INT3 handler: KVM reports #BP with RIP at the INT3; step over its one byte. */
+export function skipInt3(vcpu: Vcpu, sink: Sink): void {
+  vcpu.setRegs({ rip: vcpu.getRegs().rip + 1n });
+  sink.calls++;
+  sink.sum = (sink.sum + 1) | 0;
+}
+
+/** Bytes per REP OUTSB exit on the string-io path. */
+export const STRING_IO_BYTES = 16;
+/** Guest buffer of the string-io path (identity-mapped RAM, above the code). */
+export const STRING_IO_BUF = 0x8000;
+/** An MSR index no in-kernel MSR uses (RDMSR of it is KVM_MSR_EXIT_REASON_UNKNOWN). */
+export const BENCH_UNKNOWN_MSR = 0x1234;
+/** string-io instructions per exit: `mov esi`, `mov ecx`, `rep outsb` (retires once, after its one exit), `jmp`. */
+const INSNS_STRING_IO = 4;
+/** debug-int3 instructions per exit: `inc rsi`, `jmp` (the INT3 is reported before it executes and never retires). */
+const INSNS_INT3 = 2;
+/** IA32_PAT, an in-kernel MSR. */
+export const MSR_PAT = 0x277;
 
 const DEC_JNZ = `
   xor ecx, ecx
@@ -107,6 +168,74 @@ top:
 const HLT = `
 top:
   hlt
+  jmp top
+`;
+
+const IO_IN = `
+  mov edx, ${BENCH_PORT}
+  xor eax, eax
+  xor ebx, ebx
+top:
+  in al, dx
+  add ebx, eax
+  jmp top
+`;
+
+const STRING_IO = `
+  mov edi, ${STRING_IO_BUF}
+  mov ecx, ${STRING_IO_BYTES}
+  mov eax, ${BENCH_BYTE}
+  rep stosb
+  mov edx, ${BENCH_PORT}
+top:
+  mov esi, ${STRING_IO_BUF}
+  mov ecx, ${STRING_IO_BYTES}
+  rep outsb
+  jmp top
+`;
+
+const MMIO_READ = `
+  mov edi, ${BENCH_MMIO}
+  xor eax, eax
+  xor ebx, ebx
+top:
+  mov al, [rdi]
+  add ebx, eax
+  jmp top
+`;
+
+const CPUID = `
+  xor esi, esi
+top:
+  xor eax, eax
+  cpuid
+  inc rsi
+  jmp top
+`;
+
+const MSR_INKERNEL = `
+  xor esi, esi
+  mov ecx, ${MSR_PAT}
+top:
+  rdmsr
+  inc rsi
+  jmp top
+`;
+
+const MSR_USER = `
+  xor ebx, ebx
+  mov ecx, ${BENCH_UNKNOWN_MSR}
+top:
+  rdmsr
+  add ebx, eax
+  jmp top
+`;
+
+const INT3 = `
+  xor esi, esi
+top:
+  int3
+  inc rsi
   jmp top
 `;
 
@@ -184,6 +313,74 @@ export const PATHS: readonly BenchPath[] = [
     // `hlt` and `jmp`: HLT retires like any instruction.
     instructionsPerUnit: 2,
   },
+  {
+    path: "io-in/switch",
+    description: "`in al, dx; add; jmp` → KVM_EXIT_IO (in) → runRaw + switch → TS handler fills the data",
+    asm: IO_IN,
+    unit: "exits",
+    loop: "switch",
+    handler: { kind: "pio-in", port: BENCH_PORT, expectByte: BENCH_BYTE, fn: fillByte },
+    instructionsPerUnit: 3,
+  },
+  {
+    path: "string-io/switch",
+    description: `\`rep outsb\` of ${STRING_IO_BYTES} bytes → one KVM_EXIT_IO (count ${STRING_IO_BYTES}) → runRaw + switch → TS handler`,
+    asm: STRING_IO,
+    unit: "exits",
+    loop: "switch",
+    handler: { kind: "pio-outs", port: BENCH_PORT, bytesPerExit: STRING_IO_BYTES, expectByte: BENCH_BYTE, fn: countBytes },
+    instructionsPerUnit: INSNS_STRING_IO,
+    bytesPerUnit: STRING_IO_BYTES,
+  },
+  {
+    path: "mmio-read/switch",
+    description: "`mov al, [unmapped]; add; jmp` → KVM_EXIT_MMIO (read) → runRaw + switch → TS handler fills the data",
+    asm: MMIO_READ,
+    unit: "exits",
+    loop: "switch",
+    handler: { kind: "mmio-read", addr: BENCH_MMIO, expectByte: BENCH_BYTE, fn: fillByte },
+    instructionsPerUnit: 3,
+  },
+  {
+    path: "cpuid-inkernel/budget",
+    description: "`xor eax, eax; cpuid; inc; jmp`: CPUID handled inside the core (in-kernel exits, never leaves WASM)",
+    asm: CPUID,
+    unit: "exits",
+    loop: "budget",
+    handler: { kind: "in-kernel" },
+    instructionsPerUnit: 4,
+  },
+  {
+    path: "msr-inkernel/budget",
+    description: "`rdmsr` of IA32_PAT (0x277); inc; jmp: in-kernel MSR inside the core (in-kernel exits)",
+    asm: MSR_INKERNEL,
+    unit: "exits",
+    loop: "budget",
+    handler: { kind: "in-kernel" },
+    instructionsPerUnit: 3,
+  },
+  {
+    path: "msr-user/switch",
+    description: `\`rdmsr\` of unknown MSR 0x${BENCH_UNKNOWN_MSR.toString(16)} → KVM_EXIT_X86_RDMSR (user-space MSR, UNKNOWN) → runRaw + switch → TS setData`,
+    asm: MSR_USER,
+    unit: "exits",
+    loop: "switch",
+    setup: (vm) => vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_UNKNOWN),
+    handler: { kind: "msr-user", index: BENCH_UNKNOWN_MSR, expectByte: BENCH_BYTE, fn: answerMsr },
+    // `add`, `jmp`: the core does not count the RDMSR completed from user space as retired
+    // (IN completed from user space is counted) — reported as a core inconsistency.
+    instructionsPerUnit: 2,
+  },
+  {
+    path: "debug-int3/switch",
+    description: "`int3` with KVM_GUESTDBG_USE_SW_BP → KVM_EXIT_DEBUG → runRaw + switch → TS handler setRegs(rip + 1)",
+    asm: INT3,
+    unit: "exits",
+    loop: "switch",
+    setup: (_vm, vcpu) => vcpu.setGuestDebug({ control: K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_USE_SW_BP }),
+    handler: { kind: "debug-sw-bp", fn: skipInt3 },
+    instructionsPerUnit: INSNS_INT3,
+  },
 ];
 
 /** The paths whose id matches `filter` (all when undefined). */
@@ -207,6 +404,20 @@ export function checkPaths(paths: readonly BenchPath[]): string[] {
       case "none":
         if (p.unit !== "instructions" || p.loop !== "budget") {
           problems.push(`${p.path}: handler "none" measures instructions with loop "budget", got unit ${p.unit} loop ${p.loop}`);
+        }
+        break;
+      case "in-kernel":
+        if (p.unit !== "exits" || p.loop !== "budget") {
+          problems.push(`${p.path}: handler "in-kernel" measures exits with loop "budget", got unit ${p.unit} loop ${p.loop}`);
+        }
+        break;
+      case "pio-in":
+      case "pio-outs":
+      case "mmio-read":
+      case "msr-user":
+      case "debug-sw-bp":
+        if (p.unit !== "exits" || p.loop !== "switch") {
+          problems.push(`${p.path}: handler "${k}" measures exits with loop "switch", got unit ${p.unit} loop ${p.loop}`);
         }
         break;
       case "pio-out":

@@ -35,6 +35,9 @@ export type ResultRow = {
   readonly yardstick_iter_per_s?: number;
   /** Cost of one unit in yardstick-loop iterations (ns per unit × yardstick rate): comparable across machine speeds. */
   readonly yardstick_iters_per_unit?: number;
+  /** String-IO paths: payload bytes per exit and the median bytes/s. */
+  readonly bytes_per_unit?: number;
+  readonly bytes_per_s?: number;
 } & (
   | { readonly exits_per_s: number; readonly ns_per_exit: number }
   | { readonly instr_per_s: number; readonly ns_per_instr: number }
@@ -62,7 +65,8 @@ export function resultRow(p: BenchPath, s: Summary, yardstick?: number): ResultR
   const tail = { min: s.min, max: s.max, runs: s.runs, samples: s.samples };
   const target = p.target === undefined ? {} : { target: p.target, meets_target: s.median >= p.target };
   const yard = yardstick === undefined ? {} : { yardstick_iter_per_s: yardstick, yardstick_iters_per_unit: (ns * yardstick) / 1e9 };
-  return { ...common, ...rate, ...tail, ...target, ...yard };
+  const bytes = p.bytesPerUnit === undefined ? {} : { bytes_per_unit: p.bytesPerUnit, bytes_per_s: s.median * p.bytesPerUnit };
+  return { ...common, ...rate, ...tail, ...target, ...yard, ...bytes };
 }
 
 /** What a peer adapter knows about one of its rows. */
@@ -156,7 +160,10 @@ export function formatTable(rows: readonly ResultRow[]): string {
       String(r.runs),
       r.yardstick_iters_per_unit === undefined ? "-" : r.yardstick_iters_per_unit.toFixed(1),
       r.target === undefined ? "-" : `${formatRate(r.target)}`,
-      r.meets_target === undefined ? "" : r.meets_target ? "ok" : `${((rate / r.target!) * 100).toFixed(1)}% of target`,
+      [
+        r.meets_target === undefined ? "" : r.meets_target ? "ok" : `${((rate / r.target!) * 100).toFixed(1)}% of target`,
+        r.bytes_per_s === undefined ? "" : `${formatRate(r.bytes_per_s)}B/s (${r.bytes_per_unit} B/exit)`,
+      ].filter((x) => x !== "").join("; "),
     ];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));

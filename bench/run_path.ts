@@ -8,11 +8,12 @@
  */
 import { KVM_CONSTANTS as K, exitReasonName } from "../src/abi/constants.ts";
 import type { BusAccess, BusDevice } from "../src/devices/bus.ts";
-import { decodeExit, ioIsOut, ioPort, ioSingleData, mmioData, mmioIsWrite, mmioPhysAddr } from "../src/exits/decode.ts";
+import { decodeExit, ioCount, ioIsOut, ioPort, ioSingleData, mmioData, mmioIsWrite, mmioPhysAddr } from "../src/exits/decode.ts";
 import type { ExitHandlers } from "../src/exits/dispatch.ts";
 import { RESUME } from "../src/exits/outcome.ts";
 import { assemble } from "../src/asm/x86.ts";
 import type { Vcpu } from "../src/vcpu.ts";
+import type { KvmRegs } from "../src/x86/regs.ts";
 import type { Vm } from "../src/vm.ts";
 import { createVmWithOneVcpu } from "../src/x86/setup.ts";
 import { type BenchPath, LOAD, type Sink } from "./paths.ts";
@@ -63,13 +64,15 @@ function busDevice(name: string, fn: (data: Uint8Array, sink: Sink) => void, sin
   };
 }
 
+/** Budget loop: `n` units of instructions, or (in-kernel exits) `n` iterations of `instructionsPerUnit` instructions. */
 function budgetStep(p: BenchPath, vcpu: Vcpu): (n: number) => number {
+  const per = p.unit === "instructions" ? 1 : p.instructionsPerUnit;
   return (n) => {
-    const budget = Math.min(Math.max(1, Math.round(n)), MAX_BUDGET);
+    const budget = Math.min(Math.max(1, Math.round(n * per)), MAX_BUDGET);
     const before = vcpu.instructions;
     const reason = vcpu.runRaw(budget);
     if (reason !== K.KVM_EXIT_INTR) unexpected(p, vcpu, reason);
-    return vcpu.instructions - before;
+    return (vcpu.instructions - before) / per;
   };
 }
 
@@ -89,7 +92,13 @@ function runUntilStep(p: BenchPath, vm: Vm, vcpu: Vcpu, sink: Sink): (n: number)
       break;
     }
     case "none":
-      throw new BenchPathError(p.path, `loop runUntil needs an exit handler, got "none"`);
+    case "in-kernel":
+    case "pio-in":
+    case "pio-outs":
+    case "mmio-read":
+    case "msr-user":
+    case "debug-sw-bp":
+      throw new BenchPathError(p.path, `loop runUntil supports handlers pio-out, mmio-write and hlt, got "${h.kind}"`);
     default: {
       const never: never = h;
       throw new BenchPathError(p.path, `unknown handler ${JSON.stringify(never)}`);
@@ -164,8 +173,105 @@ function switchStep(p: BenchPath, vcpu: Vcpu, sink: Sink): (n: number) => number
         return n;
       };
     }
+    case "pio-in": {
+      const { port, fn } = h;
+      return (n) => {
+        for (let i = 0; i < n; i++) {
+          const reason = vcpu.runRaw();
+          switch (reason) {
+            case K.KVM_EXIT_IO: {
+              const data = ioSingleData(run);
+              if (data === undefined || ioIsOut(run) || ioPort(run) !== port) unexpected(p, vcpu, reason);
+              fn(data, sink);
+              break;
+            }
+            default:
+              unexpected(p, vcpu, reason);
+          }
+        }
+        return n;
+      };
+    }
+    case "pio-outs": {
+      const { port, bytesPerExit, fn } = h;
+      return (n) => {
+        for (let i = 0; i < n; i++) {
+          const reason = vcpu.runRaw();
+          switch (reason) {
+            case K.KVM_EXIT_IO: {
+              if (!ioIsOut(run) || ioPort(run) !== port || ioCount(run) !== bytesPerExit) unexpected(p, vcpu, reason);
+              const exit = decodeExit(run);
+              if (exit.reason !== "io" || exit.size !== 1) unexpected(p, vcpu, reason);
+              fn(exit.data, sink);
+              break;
+            }
+            default:
+              unexpected(p, vcpu, reason);
+          }
+        }
+        return n;
+      };
+    }
+    case "mmio-read": {
+      const { addr, fn } = h;
+      return (n) => {
+        for (let i = 0; i < n; i++) {
+          const reason = vcpu.runRaw();
+          switch (reason) {
+            case K.KVM_EXIT_MMIO: {
+              const data = mmioData(run);
+              if (data === undefined || mmioIsWrite(run) || mmioPhysAddr(run) !== addr) unexpected(p, vcpu, reason);
+              fn(data, sink);
+              break;
+            }
+            default:
+              unexpected(p, vcpu, reason);
+          }
+        }
+        return n;
+      };
+    }
+    case "msr-user": {
+      const { index, fn } = h;
+      return (n) => {
+        for (let i = 0; i < n; i++) {
+          const reason = vcpu.runRaw();
+          switch (reason) {
+            case K.KVM_EXIT_X86_RDMSR: {
+              const exit = decodeExit(run);
+              if (exit.reason !== "x86_rdmsr" || exit.index !== index || exit.msrReason !== K.KVM_MSR_EXIT_REASON_UNKNOWN) unexpected(p, vcpu, reason);
+              fn(exit, sink);
+              break;
+            }
+            default:
+              unexpected(p, vcpu, reason);
+          }
+        }
+        return n;
+      };
+    }
+    case "debug-sw-bp": {
+      const fn = h.fn;
+      return (n) => {
+        for (let i = 0; i < n; i++) {
+          const reason = vcpu.runRaw();
+          switch (reason) {
+            case K.KVM_EXIT_DEBUG: {
+              const exit = decodeExit(run);
+              if (exit.reason !== "debug" || exit.exception !== 3) unexpected(p, vcpu, reason);
+              fn(vcpu, sink);
+              break;
+            }
+            default:
+              unexpected(p, vcpu, reason);
+          }
+        }
+        return n;
+      };
+    }
     case "none":
-      throw new BenchPathError(p.path, `loop switch needs an exit handler, got "none"`);
+    case "in-kernel":
+      throw new BenchPathError(p.path, `loop switch needs an exit handler, got "${h.kind}"`);
     default: {
       const never: never = h;
       throw new BenchPathError(p.path, `unknown handler ${JSON.stringify(never)}`);
@@ -212,6 +318,7 @@ export function measure(prep: Prepared, durationMs: number, firstStep: number): 
   const calls0 = sink.calls, sum0 = sink.sum;
   const insns0 = vcpu.instructions;
   const ecx0 = p.handler.kind === "none" ? ecx(vcpu) : 0;
+  const regs0 = vcpu.getRegs();
   let chunk = firstStep;
   let units = 0;
   const t0 = performance.now();
@@ -225,11 +332,28 @@ export function measure(prep: Prepared, durationMs: number, firstStep: number): 
   }
   const ms = t - t0;
   const instructions = vcpu.instructions - insns0;
-  verify(prep, units, instructions, sink.calls - calls0, (sink.sum - sum0) | 0, ecx0);
+  verify(prep, units, instructions, sink.calls - calls0, (sink.sum - sum0) | 0, ecx0, regs0);
   return { units, ms, instructions };
 }
 
-function verify(prep: Prepared, units: number, instructions: number, calls: number, sum: number, ecx0: number): void {
+/** How far a guest counter register moved between two register snapshots (32-bit wrap). */
+function moved(before: KvmRegs, after: KvmRegs, reg: "rbx" | "rsi"): number {
+  return Number((after[reg] - before[reg]) & 0xffffffffn);
+}
+
+/** Check a one-value-per-exit handler: calls = exits, values = calls × byte, and the guest's ebx sum got them all. */
+function verifyAnswered(p: BenchPath, units: number, calls: number, sum: number, expectByte: number, guestSum: number): void {
+  if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
+  const want = Math.imul(calls, expectByte) | 0;
+  if (sum !== want) throw new BenchPathError(p.path, `handler supplied byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${expectByte.toString(16)}`);
+  // The sample ends right after an exit, before the guest's `add ebx, eax` for the last answer: allow that one.
+  const d = (want - guestSum) >>> 0;
+  if (d !== 0 && d !== expectByte) {
+    throw new BenchPathError(p.path, `guest's ebx grew by ${guestSum >>> 0} over ${calls} answers of 0x${expectByte.toString(16)}: expected ${want >>> 0} (or one answer less)`);
+  }
+}
+
+function verify(prep: Prepared, units: number, instructions: number, calls: number, sum: number, ecx0: number, regs0: KvmRegs): void {
   const { path: p, vcpu } = prep;
   const h = p.handler;
   // Units start and end mid-iteration: allow one iteration of slack either side.
@@ -256,6 +380,29 @@ function verify(prep: Prepared, units: number, instructions: number, calls: numb
     case "hlt":
       if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
       break;
+    case "pio-outs":
+      if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
+      if (sum !== (Math.imul(calls * h.bytesPerExit, h.expectByte) | 0)) {
+        throw new BenchPathError(p.path, `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × ${h.bytesPerExit} × 0x${h.expectByte.toString(16)}`);
+      }
+      break;
+    case "pio-in":
+    case "mmio-read":
+    case "msr-user":
+      verifyAnswered(p, units, calls, sum, h.expectByte, moved(regs0, vcpu.getRegs(), "rbx"));
+      break;
+    case "in-kernel": {
+      const iters = moved(regs0, vcpu.getRegs(), "rsi");
+      if (Math.abs(iters - units) > 1) throw new BenchPathError(p.path, `guest counted ${iters} iterations in rsi for ${units} in-kernel exits`);
+      break;
+    }
+    case "debug-sw-bp": {
+      if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
+      const iters = moved(regs0, vcpu.getRegs(), "rsi");
+      // The sample ends at an INT3, after the handler moved RIP but before the guest's `inc rsi`.
+      if (iters !== calls && iters !== calls - 1) throw new BenchPathError(p.path, `guest counted ${iters} resumes in rsi for ${calls} INT3 exits`);
+      break;
+    }
     default: {
       const never: never = h;
       throw new BenchPathError(p.path, `unknown handler ${JSON.stringify(never)}`);
@@ -265,5 +412,5 @@ function verify(prep: Prepared, units: number, instructions: number, calls: numb
 
 /** The first step size of a path's loop (instructions per budget call, or exits). */
 export function firstStepOf(p: BenchPath): number {
-  return p.unit === "instructions" ? 100_000 : 1_000;
+  return p.unit === "instructions" ? 100_000 : p.loop === "budget" ? 10_000 : 1_000;
 }

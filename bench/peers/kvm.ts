@@ -69,8 +69,14 @@ function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n
           handlers = { hlt: () => (fn(sink), RESUME) };
           break;
         }
+        case "pio-in":
+        case "pio-outs":
+        case "mmio-read":
+        case "in-kernel":
+        case "msr-user":
+        case "debug-sw-bp":
         case "none":
-          throw new PeerCheckError("kvm", p.path, `loop runUntil needs an exit handler, got "none"`);
+          throw new PeerCheckError("kvm", p.path, `loop runUntil on kvm runs handlers pio-out, mmio-write and hlt, got "${h.kind}"`);
         default: {
           const never: never = h;
           throw new PeerCheckError("kvm", p.path, `unknown handler ${JSON.stringify(never)}`);
@@ -120,13 +126,21 @@ function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n
             }
           };
         }
+        case "pio-in":
+        case "pio-outs":
+        case "mmio-read":
+        case "in-kernel":
+        case "msr-user":
+        case "debug-sw-bp":
         case "none":
-          throw new PeerCheckError("kvm", p.path, `loop switch needs an exit handler, got "none"`);
+          throw new PeerCheckError("kvm", p.path, `loop switch on kvm runs handlers pio-out, mmio-write and hlt, got "${h.kind}"`);
         default: {
           const never: never = h;
           throw new PeerCheckError("kvm", p.path, `unknown handler ${JSON.stringify(never)}`);
         }
       }
+      // Every handler case above returns or throws.
+      throw new PeerCheckError("kvm", p.path, `unreachable: handler ${h.kind} fell out of the switch loop`);
     case "budget":
       throw new PeerCheckError("kvm", p.path, `loop budget is not run on kvm (${KVM_RAW_SKIP})`);
     default: {
@@ -184,6 +198,9 @@ export function measureKvmPath(p: BenchPath, settings: Omit<PeerSettings, "paths
   }
 }
 
+/** The handler kinds the kvm peer has loops for; other paths are skipped with a log line. */
+const KVM_HANDLERS: ReadonlySet<string> = new Set(["pio-out", "mmio-write", "hlt"]);
+
 export const kvmPeer: Peer = {
   name: "kvm",
   run(settings: PeerSettings): Promise<PeerOutcome> {
@@ -191,8 +208,12 @@ export const kvmPeer: Peer = {
     if (why !== undefined) return Promise.resolve({ kind: "skipped", reason: `/dev/kvm unusable: ${why}` });
     const rows: ResultRow[] = [];
     for (const p of settings.paths) {
-      if (p.unit !== "exits") {
+      if (p.unit !== "exits" && p.handler.kind === "none") {
         settings.log?.(`  kvm: ${KVM_RAW_SKIP}`);
+        continue;
+      }
+      if (!KVM_HANDLERS.has(p.handler.kind)) {
+        settings.log?.(`  kvm: ${p.path} not run on kvm (handler "${p.handler.kind}" has no kvm loop yet)`);
         continue;
       }
       const row = measureKvmPath(p, settings);
