@@ -10,6 +10,7 @@ import { execCommand } from "./src/cli/exec.ts";
 import { diffCommand } from "./src/cli/diff.ts";
 import { runCommand } from "./src/cli/run.ts";
 import { scenariosCommand } from "./src/cli/scenarios.ts";
+import { benchCommand } from "./src/cli/bench.ts";
 
 export function buildCli(): Command {
   const program = new Command("kvmsim")
@@ -21,6 +22,7 @@ export function buildCli(): Command {
   program.addCommand(execCommand());
   program.addCommand(diffCommand());
   program.addCommand(scenariosCommand());
+  program.addCommand(benchCommand());
   for (const c of program.commands) c.exitOverride();
   program.exitOverride();
   return program;

@@ -20,7 +20,7 @@ import { v86Peer } from "./peers/v86.ts";
 
 const PEERS: Record<PeerName, Peer> = { kvm: kvmPeer, v86: v86Peer };
 
-async function main(args: string[]): Promise<number> {
+export async function main(args: string[]): Promise<number> {
   let opts;
   let peerNames: PeerName[];
   const usage = `${USAGE}\n${PEERS_USAGE}`;
