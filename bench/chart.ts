@@ -23,7 +23,10 @@ const BOTTOM = 40;
 
 /** Escape text for XML character data and attribute values. */
 export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : c === ">" ? "&gt;" : c === '"' ? "&quot;" : "&apos;"));
+  return s.replace(
+    /[&<>"']/g,
+    (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : c === ">" ? "&gt;" : c === '"' ? "&quot;" : "&apos;"),
+  );
 }
 
 /** Rows in chart order: each kvmsim row, then its peers; peers whose kvmsim path did not run come last. */
@@ -49,7 +52,9 @@ function label(r: ResultRow): string {
 export function renderChart(rows: readonly ResultRow[], title = "kvmsim exit throughput"): string {
   for (const r of rows) {
     const v = rowRate(r);
-    if (!(v > 0 && Number.isFinite(v))) throw new RangeError(`chart: row ${label(r)} has rate ${v}: expected a positive finite rate`);
+    if (!(v > 0 && Number.isFinite(v))) {
+      throw new RangeError(`chart: row ${label(r)} has rate ${v}: expected a positive finite rate`);
+    }
   }
   const groups = chartOrder(rows);
   const rates = rows.map(rowRate);
@@ -62,22 +67,34 @@ export function renderChart(rows: readonly ResultRow[], title = "kvmsim exit thr
   const height = TOP + plotH + BOTTOM;
   const out: string[] = [];
   out.push(`<?xml version="1.0" encoding="UTF-8"?>`);
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<title>${escapeXml(title)}</title>`);
   out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
   out.push(`<text x="${LABEL_W}" y="20" font-size="14" font-weight="bold">${escapeXml(title)}</text>`);
-  out.push(`<text x="${LABEL_W}" y="36" fill="#555">median per second, log scale (exits/s; raw paths instructions/s)</text>`);
+  out.push(
+    `<text x="${LABEL_W}" y="36" fill="#555">median per second, log scale (exits/s; raw paths instructions/s)</text>`,
+  );
   let lx = LABEL_W + PLOT_W - 120;
   for (const e of Object.keys(COLOURS) as Engine[]) {
     if (!rows.some((r) => r.engine === e)) continue;
-    out.push(`<rect class="legend" x="${lx}" y="10" width="10" height="10" fill="${COLOURS[e]}"/><text x="${lx + 14}" y="19">${e}</text>`);
+    out.push(
+      `<rect class="legend" x="${lx}" y="10" width="10" height="10" fill="${COLOURS[e]}"/><text x="${
+        lx + 14
+      }" y="19">${e}</text>`,
+    );
     lx += 70;
   }
   // Decade grid lines and tick labels.
   for (let d = lo; d <= hi; d++) {
     const gx = LABEL_W + ((d - lo) / (hi - lo)) * PLOT_W;
     out.push(`<line x1="${gx.toFixed(1)}" y1="${TOP - 4}" x2="${gx.toFixed(1)}" y2="${TOP + plotH}" stroke="#ddd"/>`);
-    out.push(`<text x="${gx.toFixed(1)}" y="${TOP + plotH + 16}" text-anchor="middle" fill="#555">${escapeXml(formatRate(10 ** d))}</text>`);
+    out.push(
+      `<text x="${gx.toFixed(1)}" y="${TOP + plotH + 16}" text-anchor="middle" fill="#555">${
+        escapeXml(formatRate(10 ** d))
+      }</text>`,
+    );
   }
   let y = TOP;
   for (const [gi, g] of groups.entries()) {
@@ -87,8 +104,16 @@ export function renderChart(rows: readonly ResultRow[], title = "kvmsim exit thr
       const unit = r.unit === "exits" ? "exits/s" : "instr/s";
       const w = Math.max(1, x(v) - LABEL_W);
       out.push(`<text x="${LABEL_W - 6}" y="${y + BAR_H - 4}" text-anchor="end">${escapeXml(label(r))}</text>`);
-      out.push(`<rect class="bar" x="${LABEL_W}" y="${y}" width="${w.toFixed(1)}" height="${BAR_H}" fill="${COLOURS[r.engine]}"><title>${escapeXml(`${label(r)}: ${formatRate(v)} ${unit} — ${r.description}`)}</title></rect>`);
-      out.push(`<text x="${(LABEL_W + w + 4).toFixed(1)}" y="${y + BAR_H - 4}">${escapeXml(`${formatRate(v)} ${unit}`)}</text>`);
+      out.push(
+        `<rect class="bar" x="${LABEL_W}" y="${y}" width="${w.toFixed(1)}" height="${BAR_H}" fill="${
+          COLOURS[r.engine]
+        }"><title>${escapeXml(`${label(r)}: ${formatRate(v)} ${unit} — ${r.description}`)}</title></rect>`,
+      );
+      out.push(
+        `<text x="${(LABEL_W + w + 4).toFixed(1)}" y="${y + BAR_H - 4}">${
+          escapeXml(`${formatRate(v)} ${unit}`)
+        }</text>`,
+      );
       y += BAR_H + GAP;
     }
   }

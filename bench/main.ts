@@ -50,9 +50,15 @@ export async function main(args: string[]): Promise<number> {
   const log = opts.json ? console.error : console.log;
   const machine = machineInfo();
   log(`kvmsim bench: ${machine.cpu}, ${machine.cores} cores, deno ${machine.deno}, v8 ${machine.v8}, ${machine.os}`);
-  log(`load average ${machine.loadavg_1m ?? "unknown"}; wasm count-down loop ${formatRate(machine.wasm_loop_iter_per_s)} iter/s (machine yardstick)`);
+  log(
+    `load average ${machine.loadavg_1m ?? "unknown"}; wasm count-down loop ${
+      formatRate(machine.wasm_loop_iter_per_s)
+    } iter/s (machine yardstick)`,
+  );
   log(`${opts.warmup} warm-up + ${opts.runs} runs of >= ${opts.duration} s per path`);
-  log(`yard/unit = cost of one unit in iterations of that loop, measured just before each path (normalises CPU speed, not bursts of contention)\n`);
+  log(
+    `yard/unit = cost of one unit in iterations of that loop, measured just before each path (normalises CPU speed, not bursts of contention)\n`,
+  );
   let module: WebAssembly.Module | undefined;
   if (opts.wasm !== undefined) {
     module = new WebAssembly.Module(Deno.readFileSync(opts.wasm) as Uint8Array<ArrayBuffer>);
@@ -97,12 +103,21 @@ export async function main(args: string[]): Promise<number> {
   const results: Results = {
     machine,
     date: new Date().toISOString(),
-    settings: { duration_s: opts.duration, runs: opts.runs, warmup: opts.warmup, filter: opts.filter?.source ?? null, wasm: opts.wasm ?? null, peers: peerNames },
+    settings: {
+      duration_s: opts.duration,
+      runs: opts.runs,
+      warmup: opts.warmup,
+      filter: opts.filter?.source ?? null,
+      wasm: opts.wasm ?? null,
+      peers: peerNames,
+    },
     rows,
     skipped_peers: skipped,
   };
   log(`\n${formatTable(rows)}`);
-  if (peerNames.length) log(`\nkvmsim vs peers, same run (kvmsim/peer > 1: kvmsim faster)\n${formatPeerTable(rows, skipped)}`);
+  if (peerNames.length) {
+    log(`\nkvmsim vs peers, same run (kvmsim/peer > 1: kvmsim faster)\n${formatPeerTable(rows, skipped)}`);
+  }
   const text = JSON.stringify(results, null, 2) + "\n";
   if (opts.out !== undefined) {
     const files = resultFiles(opts.out, results.date, hostname());
@@ -134,7 +149,11 @@ function hostname(): string {
  * The files written beside `out` (latest.json): `<YYYY-MM-DD>-<hostname>.json`
  * (UTC date of the run) and the chart, `out` with .svg for .json.
  */
-export function resultFiles(out: string, isoDate: string, host: string): { dir: string | undefined; dated: string; svg: string } {
+export function resultFiles(
+  out: string,
+  isoDate: string,
+  host: string,
+): { dir: string | undefined; dated: string; svg: string } {
   const slash = out.lastIndexOf("/");
   const dir = slash >= 0 ? out.slice(0, slash) : undefined;
   const safeHost = host.replace(/[^A-Za-z0-9.-]/g, "_") || "unknown-host";

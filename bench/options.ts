@@ -67,7 +67,9 @@ export function parseOptions(args: readonly string[]): BenchOptions | "help" {
       const raw = value();
       const n = Number(raw);
       if (raw.trim() === "" || !Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
-        throw new UsageError(`${name} ${JSON.stringify(raw)}: expected ${integer ? "an integer" : "a number"} >= ${min}`);
+        throw new UsageError(
+          `${name} ${JSON.stringify(raw)}: expected ${integer ? "an integer" : "a number"} >= ${min}`,
+        );
       }
       return n;
     };
@@ -77,7 +79,9 @@ export function parseOptions(args: readonly string[]): BenchOptions | "help" {
         try {
           filter = new RegExp(src);
         } catch (e) {
-          throw new UsageError(`--filter ${JSON.stringify(src)}: not a valid regular expression (${(e as Error).message})`);
+          throw new UsageError(
+            `--filter ${JSON.stringify(src)}: not a valid regular expression (${(e as Error).message})`,
+          );
         }
         break;
       }
@@ -106,7 +110,11 @@ export function parseOptions(args: readonly string[]): BenchOptions | "help" {
       case "-h":
         return "help";
       default:
-        throw new UsageError(`unknown option ${JSON.stringify(a)}: expected one of --filter, --duration, --runs, --warmup, --json, --out, --no-write, --wasm, --help`);
+        throw new UsageError(
+          `unknown option ${
+            JSON.stringify(a)
+          }: expected one of --filter, --duration, --runs, --warmup, --json, --out, --no-write, --wasm, --help`,
+        );
     }
   }
   return { filter, duration, runs, warmup, json, out, wasm };

@@ -36,17 +36,43 @@ export type PathHandler =
   /** No exits expected: the path measures instructions. */
   | { readonly kind: "none" }
   /** OUT to `port` (KVM_EXIT_IO, one byte): `fn` gets the data byte view. */
-  | { readonly kind: "pio-out"; readonly port: number; readonly expectByte: number; readonly fn: (data: Uint8Array, sink: Sink) => void }
+  | {
+    readonly kind: "pio-out";
+    readonly port: number;
+    readonly expectByte: number;
+    readonly fn: (data: Uint8Array, sink: Sink) => void;
+  }
   /** A write to `addr`, outside every memslot (KVM_EXIT_MMIO). */
-  | { readonly kind: "mmio-write"; readonly addr: number; readonly expectByte: number; readonly fn: (data: Uint8Array, sink: Sink) => void }
+  | {
+    readonly kind: "mmio-write";
+    readonly addr: number;
+    readonly expectByte: number;
+    readonly fn: (data: Uint8Array, sink: Sink) => void;
+  }
   /** KVM_EXIT_HLT: the handler runs and the vCPU is resumed. */
   | { readonly kind: "hlt"; readonly fn: (sink: Sink) => void }
   /** IN from `port` (KVM_EXIT_IO, one byte): `fn` fills the data view; the guest adds al into ebx (checked). */
-  | { readonly kind: "pio-in"; readonly port: number; readonly expectByte: number; readonly fn: (data: Uint8Array, sink: Sink) => void }
+  | {
+    readonly kind: "pio-in";
+    readonly port: number;
+    readonly expectByte: number;
+    readonly fn: (data: Uint8Array, sink: Sink) => void;
+  }
   /** REP OUTSB to `port`: one KVM_EXIT_IO with `count` = `bytesPerExit`; `fn` gets all the bytes. */
-  | { readonly kind: "pio-outs"; readonly port: number; readonly bytesPerExit: number; readonly expectByte: number; readonly fn: (data: Uint8Array, sink: Sink) => void }
+  | {
+    readonly kind: "pio-outs";
+    readonly port: number;
+    readonly bytesPerExit: number;
+    readonly expectByte: number;
+    readonly fn: (data: Uint8Array, sink: Sink) => void;
+  }
   /** A one-byte read of `addr` (KVM_EXIT_MMIO): `fn` fills the data view; the guest adds al into ebx (checked). */
-  | { readonly kind: "mmio-read"; readonly addr: number; readonly expectByte: number; readonly fn: (data: Uint8Array, sink: Sink) => void }
+  | {
+    readonly kind: "mmio-read";
+    readonly addr: number;
+    readonly expectByte: number;
+    readonly fn: (data: Uint8Array, sink: Sink) => void;
+  }
   /**
    * An instruction the core handles without leaving WASM (CPUID, RDMSR of an
    * in-kernel MSR): loop "budget", unit "exits" (in-kernel exits); the guest
@@ -54,7 +80,12 @@ export type PathHandler =
    */
   | { readonly kind: "in-kernel" }
   /** RDMSR of `index` with user-space MSR exits: KVM_EXIT_X86_RDMSR, `fn` answers with setData; the guest adds eax into ebx (checked). */
-  | { readonly kind: "msr-user"; readonly index: number; readonly expectByte: number; readonly fn: (exit: { setData(v: bigint): void }, sink: Sink) => void }
+  | {
+    readonly kind: "msr-user";
+    readonly index: number;
+    readonly expectByte: number;
+    readonly fn: (exit: { setData(v: bigint): void }, sink: Sink) => void;
+  }
   /** INT3 with KVM_GUESTDBG_USE_SW_BP: KVM_EXIT_DEBUG (#BP at the INT3); `fn` moves RIP past it. The guest counts in rsi (checked). */
   | { readonly kind: "debug-sw-bp"; readonly fn: (vcpu: Vcpu, sink: Sink) => void };
 
@@ -324,11 +355,18 @@ export const PATHS: readonly BenchPath[] = [
   },
   {
     path: "string-io/switch",
-    description: `\`rep outsb\` of ${STRING_IO_BYTES} bytes → one KVM_EXIT_IO (count ${STRING_IO_BYTES}) → runRaw + switch → TS handler`,
+    description:
+      `\`rep outsb\` of ${STRING_IO_BYTES} bytes → one KVM_EXIT_IO (count ${STRING_IO_BYTES}) → runRaw + switch → TS handler`,
     asm: STRING_IO,
     unit: "exits",
     loop: "switch",
-    handler: { kind: "pio-outs", port: BENCH_PORT, bytesPerExit: STRING_IO_BYTES, expectByte: BENCH_BYTE, fn: countBytes },
+    handler: {
+      kind: "pio-outs",
+      port: BENCH_PORT,
+      bytesPerExit: STRING_IO_BYTES,
+      expectByte: BENCH_BYTE,
+      fn: countBytes,
+    },
     instructionsPerUnit: INSNS_STRING_IO,
     bytesPerUnit: STRING_IO_BYTES,
   },
@@ -361,7 +399,9 @@ export const PATHS: readonly BenchPath[] = [
   },
   {
     path: "msr-user/switch",
-    description: `\`rdmsr\` of unknown MSR 0x${BENCH_UNKNOWN_MSR.toString(16)} → KVM_EXIT_X86_RDMSR (user-space MSR, UNKNOWN) → runRaw + switch → TS setData`,
+    description: `\`rdmsr\` of unknown MSR 0x${
+      BENCH_UNKNOWN_MSR.toString(16)
+    } → KVM_EXIT_X86_RDMSR (user-space MSR, UNKNOWN) → runRaw + switch → TS setData`,
     asm: MSR_USER,
     unit: "exits",
     loop: "switch",
@@ -395,20 +435,30 @@ export function checkPaths(paths: readonly BenchPath[]): string[] {
   for (const p of paths) {
     if (seen.has(p.path)) problems.push(`${p.path}: duplicate path id`);
     seen.add(p.path);
-    if (!/^[a-z0-9-]+\/[A-Za-z0-9-]+$/.test(p.path)) problems.push(`${p.path}: expected an id of the form family/variant`);
+    if (!/^[a-z0-9-]+\/[A-Za-z0-9-]+$/.test(p.path)) {
+      problems.push(`${p.path}: expected an id of the form family/variant`);
+    }
     if (!/^top:/m.test(p.asm)) problems.push(`${p.path}: guest code has no \`top:\` label`);
-    if (p.target !== undefined && !(p.target > 0)) problems.push(`${p.path}: target ${p.target}: expected a positive rate`);
-    if (!(p.instructionsPerUnit >= 1)) problems.push(`${p.path}: instructionsPerUnit ${p.instructionsPerUnit}: expected >= 1`);
+    if (p.target !== undefined && !(p.target > 0)) {
+      problems.push(`${p.path}: target ${p.target}: expected a positive rate`);
+    }
+    if (!(p.instructionsPerUnit >= 1)) {
+      problems.push(`${p.path}: instructionsPerUnit ${p.instructionsPerUnit}: expected >= 1`);
+    }
     const k = p.handler.kind;
     switch (k) {
       case "none":
         if (p.unit !== "instructions" || p.loop !== "budget") {
-          problems.push(`${p.path}: handler "none" measures instructions with loop "budget", got unit ${p.unit} loop ${p.loop}`);
+          problems.push(
+            `${p.path}: handler "none" measures instructions with loop "budget", got unit ${p.unit} loop ${p.loop}`,
+          );
         }
         break;
       case "in-kernel":
         if (p.unit !== "exits" || p.loop !== "budget") {
-          problems.push(`${p.path}: handler "in-kernel" measures exits with loop "budget", got unit ${p.unit} loop ${p.loop}`);
+          problems.push(
+            `${p.path}: handler "in-kernel" measures exits with loop "budget", got unit ${p.unit} loop ${p.loop}`,
+          );
         }
         break;
       case "pio-in":
@@ -417,14 +467,18 @@ export function checkPaths(paths: readonly BenchPath[]): string[] {
       case "msr-user":
       case "debug-sw-bp":
         if (p.unit !== "exits" || p.loop !== "switch") {
-          problems.push(`${p.path}: handler "${k}" measures exits with loop "switch", got unit ${p.unit} loop ${p.loop}`);
+          problems.push(
+            `${p.path}: handler "${k}" measures exits with loop "switch", got unit ${p.unit} loop ${p.loop}`,
+          );
         }
         break;
       case "pio-out":
       case "mmio-write":
       case "hlt":
         if (p.unit !== "exits" || p.loop === "budget") {
-          problems.push(`${p.path}: handler "${k}" measures exits with loop runUntil or switch, got unit ${p.unit} loop ${p.loop}`);
+          problems.push(
+            `${p.path}: handler "${k}" measures exits with loop runUntil or switch, got unit ${p.unit} loop ${p.loop}`,
+          );
         }
         break;
       default: {

@@ -33,7 +33,9 @@ export type Category = "wasm" | "js" | "other";
 
 /** Where a frame's code lives. */
 export function categoryOf(f: CallFrame): Category {
-  if (f.url.startsWith("wasm://") || /^\$?assembly\//.test(f.functionName) || /^\$?\d+$/.test(f.functionName)) return "wasm";
+  if (f.url.startsWith("wasm://") || /^\$?assembly\//.test(f.functionName) || /^\$?\d+$/.test(f.functionName)) {
+    return "wasm";
+  }
   if (f.url.startsWith("file://") || f.url.startsWith("ext:") || f.url.startsWith("node:")) return "js";
   return "other";
 }
@@ -77,5 +79,9 @@ if (import.meta.main) {
   for (const r of rows) by[r.category] += r.ms;
   const pct = (ms: number) => `${((100 * ms) / total).toFixed(1)}%`;
   console.log(`total ${total.toFixed(0)} ms sampled: wasm ${pct(by.wasm)}, js ${pct(by.js)}, other ${pct(by.other)}`);
-  for (const r of rows.slice(0, top)) console.log(`${pct(r.ms).padStart(6)} ${r.ms.toFixed(1).padStart(8)} ms  ${r.category.padEnd(5)} ${r.name}  ${r.where}`);
+  for (const r of rows.slice(0, top)) {
+    console.log(
+      `${pct(r.ms).padStart(6)} ${r.ms.toFixed(1).padStart(8)} ms  ${r.category.padEnd(5)} ${r.name}  ${r.where}`,
+    );
+  }
 }

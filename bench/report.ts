@@ -14,39 +14,48 @@ export type Engine = "kvmsim" | "kvm" | "v86";
 export type RowLoop = BenchPath["loop"] | "port-handler" | "sampled";
 
 /** One row of latest.json. Rates are per second; min/max are the extreme runs' rates. */
-export type ResultRow = {
-  readonly path: string;
-  readonly engine: Engine;
-  readonly unit: BenchPath["unit"];
-  readonly loop: RowLoop;
-  readonly description: string;
-  /** Peer rows: the kvmsim path this row is compared with in the ratio table. */
-  readonly compared_to?: string;
-  /** Peer rows: what differs from the kvmsim path (mode, loop, sampling). */
-  readonly note?: string;
-  readonly min: number;
-  readonly max: number;
-  readonly runs: number;
-  /** Every run's rate, in run order. */
-  readonly samples: readonly number[];
-  readonly target?: number;
-  readonly meets_target?: boolean;
-  /** The machine yardstick (WASM count-down loop iterations/s) measured just before this path's runs. */
-  readonly yardstick_iter_per_s?: number;
-  /** Cost of one unit in yardstick-loop iterations (ns per unit × yardstick rate): comparable across machine speeds. */
-  readonly yardstick_iters_per_unit?: number;
-  /** String-IO paths: payload bytes per exit and the median bytes/s. */
-  readonly bytes_per_unit?: number;
-  readonly bytes_per_s?: number;
-} & (
-  | { readonly exits_per_s: number; readonly ns_per_exit: number }
-  | { readonly instr_per_s: number; readonly ns_per_instr: number }
-);
+export type ResultRow =
+  & {
+    readonly path: string;
+    readonly engine: Engine;
+    readonly unit: BenchPath["unit"];
+    readonly loop: RowLoop;
+    readonly description: string;
+    /** Peer rows: the kvmsim path this row is compared with in the ratio table. */
+    readonly compared_to?: string;
+    /** Peer rows: what differs from the kvmsim path (mode, loop, sampling). */
+    readonly note?: string;
+    readonly min: number;
+    readonly max: number;
+    readonly runs: number;
+    /** Every run's rate, in run order. */
+    readonly samples: readonly number[];
+    readonly target?: number;
+    readonly meets_target?: boolean;
+    /** The machine yardstick (WASM count-down loop iterations/s) measured just before this path's runs. */
+    readonly yardstick_iter_per_s?: number;
+    /** Cost of one unit in yardstick-loop iterations (ns per unit × yardstick rate): comparable across machine speeds. */
+    readonly yardstick_iters_per_unit?: number;
+    /** String-IO paths: payload bytes per exit and the median bytes/s. */
+    readonly bytes_per_unit?: number;
+    readonly bytes_per_s?: number;
+  }
+  & (
+    | { readonly exits_per_s: number; readonly ns_per_exit: number }
+    | { readonly instr_per_s: number; readonly ns_per_instr: number }
+  );
 
 export interface Results {
   readonly machine: MachineInfo;
   readonly date: string;
-  readonly settings: { readonly duration_s: number; readonly runs: number; readonly warmup: number; readonly filter: string | null; readonly wasm: string | null; readonly peers?: readonly string[] };
+  readonly settings: {
+    readonly duration_s: number;
+    readonly runs: number;
+    readonly warmup: number;
+    readonly filter: string | null;
+    readonly wasm: string | null;
+    readonly peers?: readonly string[];
+  };
   readonly rows: readonly ResultRow[];
   /** Peers asked for that produced no rows, with the reason. */
   readonly skipped_peers?: readonly SkippedPeer[];
@@ -61,11 +70,17 @@ export function resultRow(p: BenchPath, s: Summary, yardstick?: number): ResultR
     loop: p.loop,
     description: p.description,
   };
-  const rate = p.unit === "exits" ? { exits_per_s: s.median, ns_per_exit: ns } : { instr_per_s: s.median, ns_per_instr: ns };
+  const rate = p.unit === "exits"
+    ? { exits_per_s: s.median, ns_per_exit: ns }
+    : { instr_per_s: s.median, ns_per_instr: ns };
   const tail = { min: s.min, max: s.max, runs: s.runs, samples: s.samples };
   const target = p.target === undefined ? {} : { target: p.target, meets_target: s.median >= p.target };
-  const yard = yardstick === undefined ? {} : { yardstick_iter_per_s: yardstick, yardstick_iters_per_unit: (ns * yardstick) / 1e9 };
-  const bytes = p.bytesPerUnit === undefined ? {} : { bytes_per_unit: p.bytesPerUnit, bytes_per_s: s.median * p.bytesPerUnit };
+  const yard = yardstick === undefined
+    ? {}
+    : { yardstick_iter_per_s: yardstick, yardstick_iters_per_unit: (ns * yardstick) / 1e9 };
+  const bytes = p.bytesPerUnit === undefined
+    ? {}
+    : { bytes_per_unit: p.bytesPerUnit, bytes_per_s: s.median * p.bytesPerUnit };
   return { ...common, ...rate, ...tail, ...target, ...yard, ...bytes };
 }
 
@@ -83,7 +98,9 @@ export interface PeerRowSpec {
 /** A peer's row: same rate/min/max/runs fields as {@link resultRow}, no target or yardstick. */
 export function peerRow(spec: PeerRowSpec, s: Summary): ResultRow {
   const ns = nsPerUnit(s.median);
-  const rate = spec.unit === "exits" ? { exits_per_s: s.median, ns_per_exit: ns } : { instr_per_s: s.median, ns_per_instr: ns };
+  const rate = spec.unit === "exits"
+    ? { exits_per_s: s.median, ns_per_exit: ns }
+    : { instr_per_s: s.median, ns_per_instr: ns };
   const note = spec.note === undefined ? {} : { note: spec.note };
   return {
     path: spec.path,
@@ -136,7 +153,9 @@ export function formatPeerTable(rows: readonly ResultRow[], skipped: readonly Sk
   }
   for (const s of skipped) body.push(["-", s.engine, "skipped", "-", "-", "-", s.reason]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i <= 1 || i === 3 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i <= 1 || i === 3 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join("  ").trimEnd();
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
 }
 
@@ -161,12 +180,18 @@ export function formatTable(rows: readonly ResultRow[]): string {
       r.yardstick_iters_per_unit === undefined ? "-" : r.yardstick_iters_per_unit.toFixed(1),
       r.target === undefined ? "-" : `${formatRate(r.target)}`,
       [
-        r.meets_target === undefined ? "" : r.meets_target ? "ok" : `${((rate / r.target!) * 100).toFixed(1)}% of target`,
+        r.meets_target === undefined
+          ? ""
+          : r.meets_target
+          ? "ok"
+          : `${((rate / r.target!) * 100).toFixed(1)}% of target`,
         r.bytes_per_s === undefined ? "" : `${formatRate(r.bytes_per_s)}B/s (${r.bytes_per_unit} B/exit)`,
       ].filter((x) => x !== "").join("; "),
     ];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")
+      .trimEnd();
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
 }

@@ -6,9 +6,18 @@
  *
  * @module
  */
-import { KVM_CONSTANTS as K, exitReasonName } from "../src/abi/constants.ts";
+import { exitReasonName, KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import type { BusAccess, BusDevice } from "../src/devices/bus.ts";
-import { decodeExit, ioCount, ioIsOut, ioPort, ioSingleData, mmioData, mmioIsWrite, mmioPhysAddr } from "../src/exits/decode.ts";
+import {
+  decodeExit,
+  ioCount,
+  ioIsOut,
+  ioPort,
+  ioSingleData,
+  mmioData,
+  mmioIsWrite,
+  mmioPhysAddr,
+} from "../src/exits/decode.ts";
 import type { ExitHandlers } from "../src/exits/dispatch.ts";
 import { RESUME } from "../src/exits/outcome.ts";
 import { assemble } from "../src/asm/x86.ts";
@@ -49,7 +58,12 @@ const MAX_BUDGET = 0x7fffffff;
 
 function unexpected(p: BenchPath, vcpu: Vcpu, reason: number): never {
   const exit = decodeExit(vcpu.kvmRun);
-  throw new BenchPathError(p.path, `unexpected exit ${exitReasonName(reason)} (${reason}): ${JSON.stringify(exit, (_k, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v))} at rip 0x${vcpu.getRegs().rip.toString(16)}`);
+  throw new BenchPathError(
+    p.path,
+    `unexpected exit ${exitReasonName(reason)} (${reason}): ${
+      JSON.stringify(exit, (_k, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v))
+    } at rip 0x${vcpu.getRegs().rip.toString(16)}`,
+  );
 }
 
 function busDevice(name: string, fn: (data: Uint8Array, sink: Sink) => void, sink: Sink): BusDevice {
@@ -109,7 +123,12 @@ function runUntilStep(p: BenchPath, vm: Vm, vcpu: Vcpu, sink: Sink): (n: number)
     const maxExits = Math.max(1, Math.round(n));
     const r = handlers ? vm.runUntil(vcpu, { maxExits, handlers }) : vm.runUntil(vcpu, { maxExits });
     if (r.stop.kind !== "max-exits" || r.exits !== maxExits || r.counts[reason] !== maxExits) {
-      throw new BenchPathError(p.path, `runUntil stopped with ${JSON.stringify(r.stop)} after ${r.exits} exits (${JSON.stringify(r.counts)}): expected ${maxExits} ${reason} exits`);
+      throw new BenchPathError(
+        p.path,
+        `runUntil stopped with ${JSON.stringify(r.stop)} after ${r.exits} exits (${
+          JSON.stringify(r.counts)
+        }): expected ${maxExits} ${reason} exits`,
+      );
     }
     return maxExits;
   };
@@ -239,7 +258,9 @@ function switchStep(p: BenchPath, vcpu: Vcpu, sink: Sink): (n: number) => number
           switch (reason) {
             case K.KVM_EXIT_X86_RDMSR: {
               const exit = decodeExit(run);
-              if (exit.reason !== "x86_rdmsr" || exit.index !== index || exit.msrReason !== K.KVM_MSR_EXIT_REASON_UNKNOWN) unexpected(p, vcpu, reason);
+              if (
+                exit.reason !== "x86_rdmsr" || exit.index !== index || exit.msrReason !== K.KVM_MSR_EXIT_REASON_UNKNOWN
+              ) unexpected(p, vcpu, reason);
               fn(exit, sink);
               break;
             }
@@ -342,31 +363,64 @@ function moved(before: KvmRegs, after: KvmRegs, reg: "rbx" | "rsi"): number {
 }
 
 /** Check a one-value-per-exit handler: calls = exits, values = calls × byte, and the guest's ebx sum got them all. */
-function verifyAnswered(p: BenchPath, units: number, calls: number, sum: number, expectByte: number, guestSum: number): void {
+function verifyAnswered(
+  p: BenchPath,
+  units: number,
+  calls: number,
+  sum: number,
+  expectByte: number,
+  guestSum: number,
+): void {
   if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
   const want = Math.imul(calls, expectByte) | 0;
-  if (sum !== want) throw new BenchPathError(p.path, `handler supplied byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${expectByte.toString(16)}`);
+  if (sum !== want) {
+    throw new BenchPathError(
+      p.path,
+      `handler supplied byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${expectByte.toString(16)}`,
+    );
+  }
   // The sample ends right after an exit, before the guest's `add ebx, eax` for the last answer: allow that one.
   const d = (want - guestSum) >>> 0;
   if (d !== 0 && d !== expectByte) {
-    throw new BenchPathError(p.path, `guest's ebx grew by ${guestSum >>> 0} over ${calls} answers of 0x${expectByte.toString(16)}: expected ${want >>> 0} (or one answer less)`);
+    throw new BenchPathError(
+      p.path,
+      `guest's ebx grew by ${guestSum >>> 0} over ${calls} answers of 0x${expectByte.toString(16)}: expected ${
+        want >>> 0
+      } (or one answer less)`,
+    );
   }
 }
 
-function verify(prep: Prepared, units: number, instructions: number, calls: number, sum: number, ecx0: number, regs0: KvmRegs): void {
+function verify(
+  prep: Prepared,
+  units: number,
+  instructions: number,
+  calls: number,
+  sum: number,
+  ecx0: number,
+  regs0: KvmRegs,
+): void {
   const { path: p, vcpu } = prep;
   const h = p.handler;
   // Units start and end mid-iteration: allow one iteration of slack either side.
   const slack = 2 * p.instructionsPerUnit;
   if (Math.abs(instructions - units * p.instructionsPerUnit) > slack) {
-    throw new BenchPathError(p.path, `${instructions} instructions retired for ${units} ${p.unit}: expected ${units * p.instructionsPerUnit} ± ${slack}`);
+    throw new BenchPathError(
+      p.path,
+      `${instructions} instructions retired for ${units} ${p.unit}: expected ${
+        units * p.instructionsPerUnit
+      } ± ${slack}`,
+    );
   }
   switch (h.kind) {
     case "none": {
       const decs = (ecx0 - ecx(vcpu)) >>> 0;
       // 2 instructions per dec/jnz iteration, plus one `jmp` per 2^32 iterations.
       if (Math.abs(instructions - 2 * decs) > 4) {
-        throw new BenchPathError(p.path, `ecx went down by ${decs} while ${instructions} instructions retired: expected about ${instructions / 2}`);
+        throw new BenchPathError(
+          p.path,
+          `ecx went down by ${decs} while ${instructions} instructions retired: expected about ${instructions / 2}`,
+        );
       }
       break;
     }
@@ -374,7 +428,10 @@ function verify(prep: Prepared, units: number, instructions: number, calls: numb
     case "mmio-write":
       if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
       if (sum !== (Math.imul(calls, h.expectByte) | 0)) {
-        throw new BenchPathError(p.path, `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${h.expectByte.toString(16)}`);
+        throw new BenchPathError(
+          p.path,
+          `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${h.expectByte.toString(16)}`,
+        );
       }
       break;
     case "hlt":
@@ -383,7 +440,12 @@ function verify(prep: Prepared, units: number, instructions: number, calls: numb
     case "pio-outs":
       if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
       if (sum !== (Math.imul(calls * h.bytesPerExit, h.expectByte) | 0)) {
-        throw new BenchPathError(p.path, `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × ${h.bytesPerExit} × 0x${h.expectByte.toString(16)}`);
+        throw new BenchPathError(
+          p.path,
+          `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × ${h.bytesPerExit} × 0x${
+            h.expectByte.toString(16)
+          }`,
+        );
       }
       break;
     case "pio-in":
@@ -393,14 +455,18 @@ function verify(prep: Prepared, units: number, instructions: number, calls: numb
       break;
     case "in-kernel": {
       const iters = moved(regs0, vcpu.getRegs(), "rsi");
-      if (Math.abs(iters - units) > 1) throw new BenchPathError(p.path, `guest counted ${iters} iterations in rsi for ${units} in-kernel exits`);
+      if (Math.abs(iters - units) > 1) {
+        throw new BenchPathError(p.path, `guest counted ${iters} iterations in rsi for ${units} in-kernel exits`);
+      }
       break;
     }
     case "debug-sw-bp": {
       if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
       const iters = moved(regs0, vcpu.getRegs(), "rsi");
       // The sample ends at an INT3, after the handler moved RIP but before the guest's `inc rsi`.
-      if (iters !== calls && iters !== calls - 1) throw new BenchPathError(p.path, `guest counted ${iters} resumes in rsi for ${calls} INT3 exits`);
+      if (iters !== calls && iters !== calls - 1) {
+        throw new BenchPathError(p.path, `guest counted ${iters} resumes in rsi for ${calls} INT3 exits`);
+      }
       break;
     }
     default: {

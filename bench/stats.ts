@@ -43,14 +43,20 @@ export function summarize(xs: readonly number[]): Summary {
 
 /** Units per second for `units` done in `ms` milliseconds. */
 export function ratePerSecond(units: number, ms: number): number {
-  if (!Number.isFinite(units) || units < 0) throw new RangeError(`ratePerSecond: units ${units}: expected a finite count >= 0`);
-  if (!Number.isFinite(ms) || ms <= 0) throw new RangeError(`ratePerSecond: ${ms} ms: expected a positive finite duration`);
+  if (!Number.isFinite(units) || units < 0) {
+    throw new RangeError(`ratePerSecond: units ${units}: expected a finite count >= 0`);
+  }
+  if (!Number.isFinite(ms) || ms <= 0) {
+    throw new RangeError(`ratePerSecond: ${ms} ms: expected a positive finite duration`);
+  }
   return (units * 1000) / ms;
 }
 
 /** Nanoseconds per unit at `perSecond` units per second. */
 export function nsPerUnit(perSecond: number): number {
-  if (!Number.isFinite(perSecond) || perSecond <= 0) throw new RangeError(`nsPerUnit: rate ${perSecond}: expected a positive finite rate`);
+  if (!Number.isFinite(perSecond) || perSecond <= 0) {
+    throw new RangeError(`nsPerUnit: rate ${perSecond}: expected a positive finite rate`);
+  }
   return 1e9 / perSecond;
 }
 

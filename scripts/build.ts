@@ -16,16 +16,22 @@ await Deno.mkdir(new URL("build/", root), { recursive: true });
 // memory with initial == maximum <= this (design.md §2).
 const args = [
   "assembly/index.ts",
-  "-o", "build/kvmsim.wasm",
-  "--runtime", "stub",
+  "-o",
+  "build/kvmsim.wasm",
+  "--runtime",
+  "stub",
   "-O3",
   "--noAssert",
   "--importMemory",
   "--sharedMemory",
-  "--enable", "threads",
-  "--initialMemory", "1",
-  "--maximumMemory", "65535",
-  "--memoryBase", String(STATIC_SIZE / 2),
+  "--enable",
+  "threads",
+  "--initialMemory",
+  "1",
+  "--maximumMemory",
+  "65535",
+  "--memoryBase",
+  String(STATIC_SIZE / 2),
   "--noExportMemory",
 ];
 const cmd = new Deno.Command("node", {

@@ -19,7 +19,10 @@ function constName(prefix: string, path: string): string {
 
 function structConsts(def: StructDef, prefix: string): string[] {
   const l = layOut(def, "x86_64");
-  const out = [`// struct ${def.name}: ${l.size} bytes`, `export const ${prefix.toUpperCase()}_SIZEOF: i32 = ${l.size};`];
+  const out = [
+    `// struct ${def.name}: ${l.size} bytes`,
+    `export const ${prefix.toUpperCase()}_SIZEOF: i32 = ${l.size};`,
+  ];
   const seen = new Set<string>();
   for (const f of l.fields) {
     const name = constName(prefix, f.path);
@@ -42,7 +45,17 @@ export function generateAbi(): string {
     if (typeof v === "number" && k !== "MAX_MEMORY_BYTES") lines.push(`export const ${k}: i32 = ${v};`);
   }
   lines.push("", "// Limits (src/abi/vcpu_state.ts)");
-  for (const k of ["MAX_MEMSLOTS", "MAX_CPUID_ENTRIES", "MAX_MSR_FILTER_RANGES", "MSR_FILTER_BITMAP_BYTES", "MAX_VCPUS", "TLB_ENTRIES", "REPLAY_ENTRIES"] as const) {
+  for (
+    const k of [
+      "MAX_MEMSLOTS",
+      "MAX_CPUID_ENTRIES",
+      "MAX_MSR_FILTER_RANGES",
+      "MSR_FILTER_BITMAP_BYTES",
+      "MAX_VCPUS",
+      "TLB_ENTRIES",
+      "REPLAY_ENTRIES",
+    ] as const
+  ) {
     lines.push(`export const ${k}: i32 = ${vs[k]};`);
   }
   lines.push("", "// KVM constants (src/abi/constants.ts)");

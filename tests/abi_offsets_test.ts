@@ -5,7 +5,7 @@
  * against the spec sheet values instead.
  */
 import assert from "node:assert/strict";
-import { layOut, type LaidOut } from "../src/abi/layout.ts";
+import { type LaidOut, layOut } from "../src/abi/layout.ts";
 import { UAPI_STRUCTS } from "../src/abi/kvm_structs.ts";
 
 const HEADER = "/usr/include/linux/kvm.h";
@@ -88,7 +88,11 @@ Deno.test({
   },
 });
 
-if (!haveCompiler()) console.warn("abi_offsets_test: gcc or /usr/include/linux/kvm.h missing (apt-get install gcc linux-libc-dev): skipped");
+if (!haveCompiler()) {
+  console.warn(
+    "abi_offsets_test: gcc or /usr/include/linux/kvm.h missing (apt-get install gcc linux-libc-dev): skipped",
+  );
+}
 
 Deno.test("kvm_run members newer than the installed header match the spec sheet", () => {
   // shared/spec/kvm_run_arm64.md §1.3 (bindgen assertions against Linux v6.15).

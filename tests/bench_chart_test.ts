@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { chartOrder, escapeXml, renderChart } from "../bench/chart.ts";
 import { resultFiles } from "../bench/main.ts";
 import { PATHS } from "../bench/paths.ts";
-import { peerRow, resultRow, type ResultRow } from "../bench/report.ts";
+import { peerRow, type ResultRow, resultRow } from "../bench/report.ts";
 import { summarize } from "../bench/stats.ts";
 
 const path = (id: string) => {
@@ -24,7 +24,9 @@ function checkXmlish(svg: string): string[] {
     if (stray !== undefined) throw new Error(`stray < at ${m.index}: ${body.slice(m.index, m.index + 40)}`);
     const chars = text ?? attrs ?? "";
     for (const a of chars.matchAll(/&/g)) {
-      if (!/^&(amp|lt|gt|quot|apos|#\d+);/.test(chars.slice(a.index))) throw new Error(`bare & in ${JSON.stringify(chars)}`);
+      if (!/^&(amp|lt|gt|quot|apos|#\d+);/.test(chars.slice(a.index))) {
+        throw new Error(`bare & in ${JSON.stringify(chars)}`);
+      }
     }
     if (text !== undefined) continue;
     if (close) {
@@ -44,9 +46,30 @@ function rows(): ResultRow[] {
   const io = resultRow(path("io-out/switch"), summarize([5e6]));
   const hlt = resultRow(path("hlt/switch"), summarize([9e6]));
   const raw = resultRow(path("raw/dec-jnz"), summarize([63e6]));
-  const kvm = peerRow({ path: "io-out/switch", engine: "kvm", unit: "exits", loop: "switch", description: "kvm <pvm> & \"friends\"", compared_to: "io-out/switch" }, summarize([70e3]));
-  const v86 = peerRow({ path: "io-out/port-handler", engine: "v86", unit: "exits", loop: "port-handler", description: "v86", compared_to: "io-out/switch" }, summarize([16e6]));
-  const orphan = peerRow({ path: "hlt/other", engine: "kvm", unit: "exits", loop: "switch", description: "o", compared_to: "mmio-write/switch" }, summarize([1e3]));
+  const kvm = peerRow({
+    path: "io-out/switch",
+    engine: "kvm",
+    unit: "exits",
+    loop: "switch",
+    description: 'kvm <pvm> & "friends"',
+    compared_to: "io-out/switch",
+  }, summarize([70e3]));
+  const v86 = peerRow({
+    path: "io-out/port-handler",
+    engine: "v86",
+    unit: "exits",
+    loop: "port-handler",
+    description: "v86",
+    compared_to: "io-out/switch",
+  }, summarize([16e6]));
+  const orphan = peerRow({
+    path: "hlt/other",
+    engine: "kvm",
+    unit: "exits",
+    loop: "switch",
+    description: "o",
+    compared_to: "mmio-write/switch",
+  }, summarize([1e3]));
   return [raw, io, hlt, kvm, v86, orphan];
 }
 
@@ -58,7 +81,12 @@ Deno.test("chart: XML-ish document with one bar per row and escaped text", () =>
   assert.ok(svg.includes("bench &lt;run&gt; &amp; co"));
   assert.ok(svg.includes("kvm &lt;pvm&gt; &amp; &quot;friends&quot;"));
   assert.ok(!svg.includes("<pvm>"));
-  for (const r of rs) assert.ok(svg.includes(`>${r.engine === "kvmsim" ? r.path : `${r.path} (${r.engine})`}</text>`), `label of ${r.path} ${r.engine}`);
+  for (const r of rs) {
+    assert.ok(
+      svg.includes(`>${r.engine === "kvmsim" ? r.path : `${r.path} (${r.engine})`}</text>`),
+      `label of ${r.path} ${r.engine}`,
+    );
+  }
   assert.match(svg, /63\.0 M instr\/s/);
   assert.match(svg, /70\.0 k exits\/s/);
 });
@@ -69,15 +97,25 @@ Deno.test("chart: log-scale bar widths grow with the rate; a bar per row even wi
   const widths = [...svg.matchAll(/class="bar" x="[\d.]+" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
   const order = chartOrder(rs).flat();
   assert.equal(widths.length, order.length);
-  const byRate = order.map((r, i) => ["exits_per_s" in r ? r.exits_per_s : r.instr_per_s, widths[i]!] as const).sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < byRate.length; i++) assert.ok(byRate[i]![1] > byRate[i - 1]![1], `width grows with rate at ${byRate[i]![0]}`);
+  const byRate = order.map((r, i) => ["exits_per_s" in r ? r.exits_per_s : r.instr_per_s, widths[i]!] as const).sort((
+    a,
+    b,
+  ) => a[0] - b[0]);
+  for (let i = 1; i < byRate.length; i++) {
+    assert.ok(byRate[i]![1] > byRate[i - 1]![1], `width grows with rate at ${byRate[i]![0]}`);
+  }
   // Log scale: 50 k → 5 M is two decades, 5 M → 50 M one: equal width per decade.
   const mk = (r: number) => resultRow(path("io-out/switch"), summarize([r]));
-  const w3 = [...renderChart([mk(5e4), mk(5e6), mk(5e7)]).matchAll(/class="bar" x="[\d.]+" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
+  const w3 = [
+    ...renderChart([mk(5e4), mk(5e6), mk(5e7)]).matchAll(/class="bar" x="[\d.]+" y="[\d.]+" width="([\d.]+)"/g),
+  ].map((m) => Number(m[1]));
   assert.ok(Math.abs((w3[1]! - w3[0]!) - 2 * (w3[2]! - w3[1]!)) < 0.3, `decade widths ${w3.join(", ")}`);
   const one = checkXmlish(renderChart([rs[1]!]));
   assert.equal(one.filter((n) => n === "rect").length, 3, "background, legend, one bar");
-  assert.throws(() => renderChart([{ ...rs[1]!, exits_per_s: 0 } as ResultRow]), /io-out\/switch has rate 0: expected a positive finite rate/);
+  assert.throws(
+    () => renderChart([{ ...rs[1]!, exits_per_s: 0 } as ResultRow]),
+    /io-out\/switch has rate 0: expected a positive finite rate/,
+  );
 });
 
 Deno.test("chart order: each kvmsim row followed by its peers; orphan peers last", () => {
@@ -97,6 +135,10 @@ Deno.test("result files: dated JSON and SVG beside latest.json", () => {
     dated: "bench/results/2026-12-01-vm.json",
     svg: "bench/results/latest.svg",
   });
-  assert.deepEqual(resultFiles("out.json", "2026-01-02T00:00:00Z", "a/b c"), { dir: undefined, dated: "2026-01-02-a_b_c.json", svg: "out.svg" });
+  assert.deepEqual(resultFiles("out.json", "2026-01-02T00:00:00Z", "a/b c"), {
+    dir: undefined,
+    dated: "2026-01-02-a_b_c.json",
+    svg: "out.svg",
+  });
   assert.throws(() => resultFiles("x.json", "yesterday", "h"), /results date yesterday: expected an ISO date/);
 });

@@ -2,12 +2,20 @@
 // INT3 debug exits): each runs briefly on the core through measure(), whose work checks throw on a miss,
 // and the checks catch a handler that does not do its part. Not timed.
 import assert from "node:assert/strict";
-import { type BenchPath, BENCH_BYTE, checkPaths, PATHS, STRING_IO_BYTES } from "../bench/paths.ts";
+import { BENCH_BYTE, type BenchPath, checkPaths, PATHS, STRING_IO_BYTES } from "../bench/paths.ts";
 import { resultRow } from "../bench/report.ts";
 import { BenchPathError, firstStepOf, measure, preparePath } from "../bench/run_path.ts";
 import { summarize } from "../bench/stats.ts";
 
-const NEW = ["io-in/switch", "string-io/switch", "mmio-read/switch", "cpuid-inkernel/budget", "msr-inkernel/budget", "msr-user/switch", "debug-int3/switch"];
+const NEW = [
+  "io-in/switch",
+  "string-io/switch",
+  "mmio-read/switch",
+  "cpuid-inkernel/budget",
+  "msr-inkernel/budget",
+  "msr-user/switch",
+  "debug-int3/switch",
+];
 
 const path = (id: string) => {
   const p = PATHS.find((x) => x.path === id);
@@ -21,8 +29,13 @@ for (const id of NEW) {
     const prep = preparePath(p);
     const s = measure(prep, 5, firstStepOf(p));
     assert.ok(s.units > 0, `${id}: ${s.units} units`);
-    assert.ok(Math.abs(s.instructions - s.units * p.instructionsPerUnit) <= 2 * p.instructionsPerUnit, `${id}: ${s.instructions} instructions for ${s.units} units`);
-    if (p.handler.kind !== "in-kernel") assert.ok(prep.sink.calls >= s.units, `${id}: handler calls ${prep.sink.calls}`);
+    assert.ok(
+      Math.abs(s.instructions - s.units * p.instructionsPerUnit) <= 2 * p.instructionsPerUnit,
+      `${id}: ${s.instructions} instructions for ${s.units} units`,
+    );
+    if (p.handler.kind !== "in-kernel") {
+      assert.ok(prep.sink.calls >= s.units, `${id}: handler calls ${prep.sink.calls}`);
+    }
   });
 }
 
@@ -34,7 +47,9 @@ Deno.test("new paths: a valid table, unit exits, string-io reports bytes", () =>
   assert.equal(r.bytes_per_s, 1000 * STRING_IO_BYTES);
   assert.equal("bytes_per_s" in resultRow(path("io-in/switch"), summarize([1000])), false);
   const bad: BenchPath = { ...path("io-in/switch"), loop: "runUntil" };
-  assert.deepEqual(checkPaths([bad]), [`io-in/switch: handler "pio-in" measures exits with loop "switch", got unit exits loop runUntil`]);
+  assert.deepEqual(checkPaths([bad]), [
+    `io-in/switch: handler "pio-in" measures exits with loop "switch", got unit exits loop runUntil`,
+  ]);
   const badK: BenchPath = { ...path("cpuid-inkernel/budget"), loop: "switch" };
   assert.match(checkPaths([badK])[0]!, /handler "in-kernel" measures exits with loop "budget"/);
 });
@@ -64,7 +79,13 @@ Deno.test("checks: a user-space RDMSR handler that never calls setData is caught
 });
 
 Deno.test("checks: string IO bytes, and an INT3 handler that does not move RIP", () => {
-  throwsCheck(withFn(path("string-io/switch"), (_d: Uint8Array, sink: { calls: number }) => sink.calls++), /byte sum 0 over \d+ exits: expected \d+ × 16 × 0x5a/);
+  throwsCheck(
+    withFn(path("string-io/switch"), (_d: Uint8Array, sink: { calls: number }) => sink.calls++),
+    /byte sum 0 over \d+ exits: expected \d+ × 16 × 0x5a/,
+  );
   // RIP stays on the INT3: the same breakpoint exits again, nothing after it retires.
-  throwsCheck(withFn(path("debug-int3/switch"), (_v: unknown, sink: { calls: number }) => sink.calls++), /^debug-int3\/broken: 1 instructions retired for \d+ exits: expected/);
+  throwsCheck(
+    withFn(path("debug-int3/switch"), (_v: unknown, sink: { calls: number }) => sink.calls++),
+    /^debug-int3\/broken: 1 instructions retired for \d+ exits: expected/,
+  );
 });

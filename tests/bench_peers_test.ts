@@ -8,7 +8,7 @@ import { PATHS } from "../bench/paths.ts";
 import { KVM_RAW_SKIP, kvmPeer } from "../bench/peers/kvm.ts";
 import { parsePeerList, type Peer, PEER_NAMES, splitPeersOption } from "../bench/peers/peer.ts";
 import { biosImage, v86LoopsFor, v86Peer } from "../bench/peers/v86.ts";
-import { formatPeerTable, peerRow, resultRow, type ResultRow } from "../bench/report.ts";
+import { formatPeerTable, peerRow, type ResultRow, resultRow } from "../bench/report.ts";
 import { summarize } from "../bench/stats.ts";
 
 const path = (id: string) => {
@@ -39,7 +39,13 @@ async function shortRun(peer: Peer, ids: string[]) {
 
 Deno.test("kvm peer: rows of the result shape for the exit paths, raw left out — or skipped with a reason", async () => {
   const lines: string[] = [];
-  const out = await kvmPeer.run({ durationMs: 20, runs: 1, warmup: 0, paths: [path("raw/dec-jnz"), path("io-out/switch"), path("hlt/runUntil")], log: (l) => lines.push(l) });
+  const out = await kvmPeer.run({
+    durationMs: 20,
+    runs: 1,
+    warmup: 0,
+    paths: [path("raw/dec-jnz"), path("io-out/switch"), path("hlt/runUntil")],
+    log: (l) => lines.push(l),
+  });
   if (out.kind === "skipped") {
     assert.match(out.reason, /\/dev\/kvm unusable: \S/);
     return;
@@ -49,13 +55,19 @@ Deno.test("kvm peer: rows of the result shape for the exit paths, raw left out �
   assert.ok(lines.some((l) => l.includes(KVM_RAW_SKIP)), "the raw skip is logged");
 });
 
-Deno.test("v86 peer: io-out and raw rows of the result shape — or skipped with a reason", { sanitizeOps: false, sanitizeResources: false }, async () => {
+Deno.test("v86 peer: io-out and raw rows of the result shape — or skipped with a reason", {
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
   const out = await shortRun(v86Peer, ["raw/dec-jnz", "io-out/switch"]);
   if (out.kind === "skipped") {
     assert.match(out.reason, /v86/);
     return;
   }
-  assert.deepEqual(out.rows.map((r) => [r.path, r.unit]), [["raw/dec-jnz", "instructions"], ["io-out/port-handler", "exits"]]);
+  assert.deepEqual(out.rows.map((r) => [r.path, r.unit]), [["raw/dec-jnz", "instructions"], [
+    "io-out/port-handler",
+    "exits",
+  ]]);
   for (const r of out.rows) checkRowShape(r, "v86");
 });
 
@@ -82,8 +94,18 @@ Deno.test("--peers: all by default, none, a comma list; bad names are named", ()
 
 Deno.test("peer table: kvmsim/peer ratio from the same run's rows; skipped peers keep their reason", () => {
   const ours = resultRow(path("io-out/switch"), summarize([4e6]));
-  const theirs = peerRow({ path: "io-out/switch", engine: "kvm", unit: "exits", loop: "switch", description: "d", compared_to: "io-out/switch", note: "pvm" }, summarize([40e3]));
-  const lines = formatPeerTable([ours, theirs], [{ engine: "v86", reason: "npm package v86 not installed" }]).split("\n");
+  const theirs = peerRow({
+    path: "io-out/switch",
+    engine: "kvm",
+    unit: "exits",
+    loop: "switch",
+    description: "d",
+    compared_to: "io-out/switch",
+    note: "pvm",
+  }, summarize([40e3]));
+  const lines = formatPeerTable([ours, theirs], [{ engine: "v86", reason: "npm package v86 not installed" }]).split(
+    "\n",
+  );
   assert.equal(lines.length, 4);
   assert.match(lines[2]!, /^io-out\/switch\s+kvm\s+40\.0 k exits\s+io-out\/switch\s+4\.0 M exits\s+100\.0x\s+pvm$/);
   assert.match(lines[3]!, /^-\s+v86\s+skipped .* npm package v86 not installed$/);

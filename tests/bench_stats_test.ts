@@ -1,7 +1,16 @@
 // Unit tests of the benchmark's statistics, path table, options and report (no timing assertions).
 import assert from "node:assert/strict";
-import { median, nsPerUnit, ratePerSecond, relativeSpread, summarize, formatRate } from "../bench/stats.ts";
-import { type BenchPath, BENCH_BYTE, checkPaths, countByte, countHlt, PATHS, selectPaths, type Sink } from "../bench/paths.ts";
+import { formatRate, median, nsPerUnit, ratePerSecond, relativeSpread, summarize } from "../bench/stats.ts";
+import {
+  BENCH_BYTE,
+  type BenchPath,
+  checkPaths,
+  countByte,
+  countHlt,
+  PATHS,
+  selectPaths,
+  type Sink,
+} from "../bench/paths.ts";
 import { DEFAULT_RESULTS, parseOptions, UsageError } from "../bench/options.ts";
 import { formatTable, resultRow, rowRate } from "../bench/report.ts";
 import { cpuModel } from "../bench/machine.ts";
@@ -129,7 +138,10 @@ Deno.test("parseOptions: defaults, values, and errors that name the bad value", 
   assert.equal(o.json, true);
   assert.equal(o.out, undefined);
   assert.equal(parseOptions(["--help"]), "help");
-  assert.throws(() => parseOptions(["--duration", "abc"]), (e) => e instanceof UsageError && /--duration "abc": expected a number/.test(e.message));
+  assert.throws(
+    () => parseOptions(["--duration", "abc"]),
+    (e) => e instanceof UsageError && /--duration "abc": expected a number/.test(e.message),
+  );
   assert.throws(() => parseOptions(["--runs", "2.5"]), /--runs "2.5": expected an integer >= 1/);
   assert.throws(() => parseOptions(["--filter", "("]), /--filter "\(": not a valid regular expression/);
   assert.throws(() => parseOptions(["--duration"]), /--duration: expected a value/);
@@ -204,16 +216,28 @@ Deno.test("every path runs on the core: handler calls match exits, retired instr
     const done = prep.step(n);
     assert.equal(done, n, `${p.path}: units done`);
     const insns = prep.vcpu.instructions - insns0;
-    assert.ok(Math.abs(insns - n * p.instructionsPerUnit) <= 2 * p.instructionsPerUnit, `${p.path}: ${insns} instructions for ${n} ${p.unit}`);
-    if (p.unit === "exits" && p.handler.kind !== "in-kernel") assert.equal(prep.sink.calls - calls0, n, `${p.path}: handler calls`);
+    assert.ok(
+      Math.abs(insns - n * p.instructionsPerUnit) <= 2 * p.instructionsPerUnit,
+      `${p.path}: ${insns} instructions for ${n} ${p.unit}`,
+    );
+    if (p.unit === "exits" && p.handler.kind !== "in-kernel") {
+      assert.equal(prep.sink.calls - calls0, n, `${p.path}: handler calls`);
+    }
   }
 });
 
 Deno.test("measure's checks catch a handler that skips exits", () => {
   const io = PATHS.find((p) => p.path === "io-out/switch")!;
-  const lazy: BenchPath = { ...io, path: "io-out/lazy", handler: { ...io.handler as Extract<BenchPath["handler"], { kind: "pio-out" }>, fn: () => {} } };
+  const lazy: BenchPath = {
+    ...io,
+    path: "io-out/lazy",
+    handler: { ...io.handler as Extract<BenchPath["handler"], { kind: "pio-out" }>, fn: () => {} },
+  };
   const prep = preparePath(lazy);
-  assert.throws(() => measure(prep, 1, 10), (e) => e instanceof BenchPathError && /handler called 0 times for \d+ exits/.test(e.message));
+  assert.throws(
+    () => measure(prep, 1, 10),
+    (e) => e instanceof BenchPathError && /handler called 0 times for \d+ exits/.test(e.message),
+  );
 });
 
 Deno.test("resultRow: yardstick cost per unit = ns per unit × yardstick rate", () => {

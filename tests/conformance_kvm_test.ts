@@ -25,7 +25,9 @@ const ALL = [...FAMILIES.values()].flat();
 
 Deno.test("conformance tables: every KVM divergence entry names a snippet; regression names are unique", () => {
   const names = new Set([...ALL, ...REGRESSIONS].map((s) => s.name));
-  const unused = KVM_DIVERGENCES.filter((d) => ![...names].some((n) => kvmDivergence(n) === d)).map((d) => String(d.match));
+  const unused = KVM_DIVERGENCES.filter((d) => ![...names].some((n) => kvmDivergence(n) === d)).map((d) =>
+    String(d.match)
+  );
   assert.deepEqual(unused, [], "KVM_DIVERGENCES entries matching no snippet");
   assert.equal(new Set(REGRESSIONS.map((s) => s.name)).size, REGRESSIONS.length);
   assert.ok(REGRESSIONS.every((s) => !FAMILIES.has(s.name)));

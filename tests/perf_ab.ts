@@ -195,7 +195,9 @@ const median = (a: number[]) => {
 };
 const fmt = (r: number) => r >= 1e6 ? `${(r / 1e6).toFixed(1)}M` : `${(r / 1e3).toFixed(1)}k`;
 
-console.log(`builds: ${files.map((f, i) => `${String.fromCharCode(65 + i)}=${f}`).join("  ")}; ${rounds} rounds × ${ms} ms`);
+console.log(
+  `builds: ${files.map((f, i) => `${String.fromCharCode(65 + i)}=${f}`).join("  ")}; ${rounds} rounds × ${ms} ms`,
+);
 for (const p of PATHS) {
   if (filter && !filter.test(p.name)) continue;
   const { bytes } = assemble(p.asm, { bits: 64, origin: 0x1000 });

@@ -82,7 +82,8 @@ Deno.test("MOV CRn / DRn at CPL 3 → #GP(0)", () => {
 
 Deno.test("long-mode activation: PAE + EFER.LME + CR0.PG sets EFER.LMA (compatibility mode), a far JMP enters 64-bit mode", () => {
   // The default 16 MiB guest: reserved area at 15 MiB, PML4 at its start (setup.ts LAYOUT).
-  const g = guest(`
+  const g = guest(
+    `
   PML4 equ 0xf00000
     mov eax, cr4
     or eax, 0x20
@@ -103,7 +104,9 @@ Deno.test("long-mode activation: PAE + EFER.LME + CR0.PG sets EFER.LMA (compatib
   long64:
     bits 64
     mov rbx, 0x123456789
-    hlt`, "protected");
+    hlt`,
+    "protected",
+  );
   assert.equal(identityMapLow4G(g.vm, g.layout.reservedBase), 0xf00000);
   assert.equal(g.run().reason, "hlt");
   const r = g.vcpu.getRegs();
@@ -116,7 +119,8 @@ Deno.test("long-mode activation: PAE + EFER.LME + CR0.PG sets EFER.LMA (compatib
 });
 
 Deno.test("long-mode activation refused: CR0.PG with LME but no PAE → #GP; clearing PG in 64-bit mode → #GP; WRMSR EFER.LME with PG on → #GP", () => {
-  const a = withHandlers(`
+  const a = withHandlers(
+    `
     mov ecx, 0xc0000080
     rdmsr
     or eax, 0x100
@@ -124,7 +128,9 @@ Deno.test("long-mode activation refused: CR0.PG with LME but no PAE → #GP; cle
     mov eax, cr0
     or eax, 0x80000000
   insn:
-    mov cr0, eax`, "protected");
+    mov cr0, eax`,
+    "protected",
+  );
   assert.equal(outcome(a), "gp(0)");
   assert.equal(a.vcpu.getSregs().efer & 0x400n, 0n, "LMA stays clear");
   const b = withHandlers(`mov rax, cr0\nbtr eax, 31\ninsn: mov cr0, rax`);
@@ -178,16 +184,24 @@ Deno.test("LGDT/LIDT/SGDT/SIDT: 10-byte operands in 64-bit mode, 6-byte in 32-bi
   assert.deepEqual([r16(0x3010), g.vm.read64(0x3012)], [before.idt.limit, before.idt.base]);
   assert.deepEqual([r16(0x3020), g.vm.read64(0x3022)], [0x1ff, 0x123456789abcn]);
   const s = g.vcpu.getSregs();
-  assert.deepEqual([s.gdt.limit, s.gdt.base, s.idt.limit, s.idt.base], [0x1ff, 0x123456789abcn, 0x1ff, 0x123456789abcn]);
+  assert.deepEqual([s.gdt.limit, s.gdt.base, s.idt.limit, s.idt.base], [
+    0x1ff,
+    0x123456789abcn,
+    0x1ff,
+    0x123456789abcn,
+  ]);
 
-  const p = guest(`
+  const p = guest(
+    `
     lgdt [desc]
     sgdt [0x3000]
     o16 lidt [desc]
     hlt
   desc:
     dw 0x2f
-    dd 0xaabbccdd`, "protected");
+    dd 0xaabbccdd`,
+    "protected",
+  );
   assert.equal(p.run().reason, "hlt");
   const ps = p.vcpu.getSregs();
   assert.equal(ps.gdt.base, 0xaabbccddn);
@@ -225,7 +239,10 @@ Deno.test("LMSW sets MP/EM/TS and PE but never clears PE; SMSW to a register and
   assert.equal(r.rbx, cr0 | 0xen);
   assert.equal(g.vm.readGuest(0x3000, 2)[0], 0x31, "PE kept by LMSW 0");
   assert.equal(r.rcx, cr0 | 0x6n, "CLTS cleared TS only");
-  const p = guest(`mov eax, cr0\nand eax, 0x7ffffffe\nmov cr0, eax\nmov eax, 1\nlmsw ax\nmov ebx, cr0\nhlt`, "protected");
+  const p = guest(
+    `mov eax, cr0\nand eax, 0x7ffffffe\nmov cr0, eax\nmov eax, 1\nlmsw ax\nmov ebx, cr0\nhlt`,
+    "protected",
+  );
   assert.equal(p.run().reason, "hlt");
   assert.equal(p.reg("rbx") & 1n, 1n, "LMSW can set PE");
 });

@@ -47,7 +47,13 @@ export type ExitFor<R> = VcpuExit extends infer E ? (E extends { reason: infer Q
 
 export class Guest {
   readonly labels: Map<string, number>;
-  constructor(readonly vm: Vm, readonly vcpu: Vcpu, readonly layout: GuestLayout, readonly mode: GuestMode, labels: Map<string, number>) {
+  constructor(
+    readonly vm: Vm,
+    readonly vcpu: Vcpu,
+    readonly layout: GuestLayout,
+    readonly mode: GuestMode,
+    labels: Map<string, number>,
+  ) {
     this.labels = labels;
     // Room for test descriptors in the GDT (the setup writes 6 entries; the rest of its page is free).
     const gdt = layout.gdt;
@@ -79,7 +85,11 @@ export class Guest {
   hltAt(label: string, budget = BUDGET): void {
     const e = this.vcpu.run(budget);
     assert.equal(e.reason, "hlt", `expected hlt at ${label}, got ${JSON.stringify(e, big)} rip ${hx(this.rip)}`);
-    assert.equal(this.rip, BigInt(this.at(label) + 1), `hlt at ${hx(this.rip - 1n)}, expected ${label} ${hx(this.at(label))}`);
+    assert.equal(
+      this.rip,
+      BigInt(this.at(label) + 1),
+      `hlt at ${hx(this.rip - 1n)}, expected ${label} ${hx(this.at(label))}`,
+    );
   }
 
   get rip(): bigint {
@@ -101,7 +111,11 @@ export class Guest {
   }
 
   /** Write the IDT gate for `vector` to `target` (a label or address) in the boot code segment. */
-  gate(vector: number, target: string | number, opts: { dpl?: number; type?: number; ist?: number; sel?: number; present?: boolean } = {}): void {
+  gate(
+    vector: number,
+    target: string | number,
+    opts: { dpl?: number; type?: number; ist?: number; sel?: number; present?: boolean } = {},
+  ): void {
     const idt = this.layout.idt;
     if (idt === undefined) throw new Error("real-mode guest has no IDT");
     const off = BigInt(typeof target === "string" ? this.at(target) : target);
@@ -110,7 +124,8 @@ export class Guest {
     const attr = p | BigInt((opts.dpl ?? 0) << 5) | BigInt(type);
     if (this.mode === "long") {
       const sel = BigInt(opts.sel ?? SEL.code64);
-      const lo = (off & 0xffffn) | (sel << 16n) | (BigInt(opts.ist ?? 0) << 32n) | (attr << 40n) | (((off >> 16n) & 0xffffn) << 48n);
+      const lo = (off & 0xffffn) | (sel << 16n) | (BigInt(opts.ist ?? 0) << 32n) | (attr << 40n) |
+        (((off >> 16n) & 0xffffn) << 48n);
       this.vm.write64(idt + 16 * vector, lo);
       this.vm.write64(idt + 16 * vector + 8, off >> 32n);
     } else {
@@ -188,7 +203,11 @@ export class Guest {
 }
 
 /** A guest with `src` assembled for `mode` at 0x1000. */
-export function guest(src: string, mode: GuestMode = "long", opts: { exceptionPort?: number; memSize?: number } = {}): Guest {
+export function guest(
+  src: string,
+  mode: GuestMode = "long",
+  opts: { exceptionPort?: number; memSize?: number } = {},
+): Guest {
   const asm = assemble(src, { bits: bitsOf(mode), origin: LOAD });
   const o: OneVcpuOptions & { backend?: "sim" } = { code: asm.bytes, mode, load: LOAD };
   if (opts.exceptionPort !== undefined) o.exceptionPort = opts.exceptionPort;

@@ -156,7 +156,11 @@ Deno.test("invalid values of in-kernel MSRs: #GP, or KVM_MSR_EXIT_REASON_INVAL w
     const b = guest(src);
     b.vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_INVAL);
     const e = b.expect("x86_wrmsr");
-    assert.deepEqual([e.index, e.msrReason, e.data], [idx, K.KVM_MSR_EXIT_REASON_INVAL, (BigInt(hi) << 32n) | BigInt(lo)]);
+    assert.deepEqual([e.index, e.msrReason, e.data], [
+      idx,
+      K.KVM_MSR_EXIT_REASON_INVAL,
+      (BigInt(hi) << 32n) | BigInt(lo),
+    ]);
     assert.equal(b.rip, BigInt(b.at("insn")), "RIP stays at the WRMSR while userspace handles it");
   }
 });

@@ -39,7 +39,11 @@ Deno.test("MOV DS: selector past the GDT limit, system descriptor, execute-only 
     [`mov ax, ${TSEL}`, (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0x8)), `#GP(0x${TSEL.toString(16)})`],
     [`mov ax, ${TSEL}`, (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0x3, { present: 0 })), `#NP(0x${TSEL.toString(16)})`],
     // RPL 3 > DPL 0 is checked before presence (SDM MOV: "IF RPL > DPL or CPL > DPL THEN #GP(selector)").
-    [`mov ax, ${TSEL | 3}`, (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0x3, { present: 0 })), `#GP(0x${TSEL.toString(16)})`],
+    [
+      `mov ax, ${TSEL | 3}`,
+      (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0x3, { present: 0 })),
+      `#GP(0x${TSEL.toString(16)})`,
+    ],
   ];
   for (const [load, setup, want] of cases) {
     const { what } = fault(`${load}\ninsn: mov ds, ax`, setup);
@@ -48,7 +52,10 @@ Deno.test("MOV DS: selector past the GDT limit, system descriptor, execute-only 
 });
 
 Deno.test("MOV DS/ES: a readable code segment loads; a null selector loads and later use faults #GP(0); LDT selector without LDT → #GP", () => {
-  const ok = fault(`mov ax, ${TSEL}\nmov es, ax\nmov ebx, [es:0x1000]\ninsn: nop`, (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0xa)));
+  const ok = fault(
+    `mov ax, ${TSEL}\nmov es, ax\nmov ebx, [es:0x1000]\ninsn: nop`,
+    (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0xa)),
+  );
   assert.equal(ok.what, "done");
   const es = ok.g.vcpu.getSregs().es;
   assert.deepEqual([es.selector, es.type], [TSEL, 0xb], "loaded with the accessed bit set");
@@ -86,7 +93,8 @@ Deno.test("MOV DS at CPL 3 with a DPL-0 data segment → #GP(sel); a DPL-3 one l
 });
 
 Deno.test("far JMP/CALL/RETF in protected mode: CS loaded from the GDT, CS:EIP pushed, same-privilege return", () => {
-  const g = guest(`
+  const g = guest(
+    `
     jmp ${TSEL}:next
   next:
     mov eax, cs
@@ -96,7 +104,9 @@ Deno.test("far JMP/CALL/RETF in protected mode: CS loaded from the GDT, CS:EIP p
   func:
     mov ebx, [esp + 4]
     mov edx, cs
-    retf`, "protected");
+    retf`,
+    "protected",
+  );
   g.gdtEntry(TEST, flatSegment(TSEL, 0xa));
   assert.equal(g.run().reason, "hlt");
   const r = g.vcpu.getRegs();
@@ -107,13 +117,20 @@ Deno.test("far JMP/CALL/RETF in protected mode: CS loaded from the GDT, CS:EIP p
 Deno.test("far JMP: data segment or conforming-DPL mismatch → #GP(sel); not present → #NP(sel); null → #GP(0)", () => {
   const h = `0x${TSEL.toString(16)}`;
   assert.equal(fault(`insn: jmp ${TSEL}:done`, (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0x3))).what, `#GP(${h})`);
-  assert.equal(fault(`insn: jmp ${TSEL}:done`, (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0xa, { present: 0 }))).what, `#NP(${h})`);
-  assert.equal(fault(`insn: jmp ${TSEL}:done`, (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0xa, { dpl: 3 }))).what, `#GP(${h})`);
+  assert.equal(
+    fault(`insn: jmp ${TSEL}:done`, (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0xa, { present: 0 }))).what,
+    `#NP(${h})`,
+  );
+  assert.equal(
+    fault(`insn: jmp ${TSEL}:done`, (g) => g.gdtEntry(TEST, flatSegment(TSEL, 0xa, { dpl: 3 }))).what,
+    `#GP(${h})`,
+  );
   assert.equal(fault(`insn: jmp 0:done`, () => {}).what, "#GP(0x0)");
 });
 
 Deno.test("64-bit: far JMP through memory (m16:32) to a 32-bit segment enters compatibility mode; far RET returns to 64-bit", () => {
-  const g = guest(`
+  const g = guest(
+    `
     jmp far [ptr]
   back:
     mov rbx, cs
@@ -126,13 +143,16 @@ Deno.test("64-bit: far JMP through memory (m16:32) to a 32-bit segment enters co
     mov esi, cs
     push 0x08
     push back
-    retf`, "long");
+    retf`,
+    "long",
+  );
   assert.equal(g.run().reason, "hlt");
   assert.deepEqual([g.reg("rsi"), g.reg("rbx")], [0x18n, 0x08n]);
 });
 
 Deno.test("RETF to an outer privilege level pops SS:ESP, loads CPL 3, and nullifies DS/ES that CPL 3 may not use", () => {
-  const g = guest(`
+  const g = guest(
+    `
     push ${SEL.udata}
     push ${USTACK}
     push ${SEL.ucode32}
@@ -146,7 +166,9 @@ Deno.test("RETF to an outer privilege level pops SS:ESP, loads CPL 3, and nullif
   insn:
     mov [edx], eax
     hlt
-  h13: hlt`, "protected");
+  h13: hlt`,
+    "protected",
+  );
   g.userSegments();
   g.gatesFromLabels();
   g.tss({ sp0: KSTACK });
@@ -155,12 +177,19 @@ Deno.test("RETF to an outer privilege level pops SS:ESP, loads CPL 3, and nullif
   assert.deepEqual([r.rax, r.rbx, r.rcx], [BigInt(SEL.ucode32), BigInt(SEL.udata), 0n], "DS (DPL 0) nulled");
   // The #GP from ring 3 went through the TSS stack: the frame holds SS:ESP of ring 3.
   const [err, eip, cs, _fl, esp, ss] = g.stack(6);
-  assert.deepEqual([err, eip, cs, esp, ss], [0n, BigInt(g.at("insn")), BigInt(SEL.ucode32), BigInt(USTACK), BigInt(SEL.udata)]);
+  assert.deepEqual([err, eip, cs, esp, ss], [
+    0n,
+    BigInt(g.at("insn")),
+    BigInt(SEL.ucode32),
+    BigInt(USTACK),
+    BigInt(SEL.udata),
+  ]);
   assert.equal(r.rsp, BigInt(KSTACK - 24), "ESP0 minus the six-dword frame");
 });
 
 Deno.test("protected mode: IRETD to ring 3, INT 0x80 (DPL-3 gate) switches to ESP0/SS0, IRETD back; DPL-0 gate from ring 3 → #GP(vector*8+2)", () => {
-  const g = guest(`
+  const g = guest(
+    `
     push ${SEL.udata}
     push ${USTACK}
     pushfd
@@ -179,7 +208,9 @@ Deno.test("protected mode: IRETD to ring 3, INT 0x80 (DPL-3 gate) switches to ES
     mov ebx, esp
     mov esi, ss
     iretd
-  h13: hlt`, "protected");
+  h13: hlt`,
+    "protected",
+  );
   g.userSegments();
   g.gatesFromLabels();
   g.gate(0x80, "h128", { dpl: 3 });
@@ -191,11 +222,18 @@ Deno.test("protected mode: IRETD to ring 3, INT 0x80 (DPL-3 gate) switches to ES
   assert.equal(r.rsi, BigInt(SEL.data));
   assert.equal(r.rcx, BigInt(USTACK), "IRETD restored the ring-3 ESP");
   const [err, eip, cs, , esp, ss] = g.stack(6);
-  assert.deepEqual([err, eip, cs, esp, ss], [0x81n * 8n + 2n, BigInt(g.at("insn")), BigInt(SEL.ucode32), BigInt(USTACK), BigInt(SEL.udata)]);
+  assert.deepEqual([err, eip, cs, esp, ss], [
+    0x81n * 8n + 2n,
+    BigInt(g.at("insn")),
+    BigInt(SEL.ucode32),
+    BigInt(USTACK),
+    BigInt(SEL.udata),
+  ]);
 });
 
 Deno.test("IRET privilege rules: at CPL 0 IRET sets IOPL and IF; at CPL 3 it keeps IOPL, and IF follows the image only when CPL <= IOPL", () => {
-  const g = guest(`
+  const g = guest(
+    `
     push ${SEL.udata}
     push ${USTACK}
     push 0x3202
@@ -215,7 +253,9 @@ Deno.test("IRET privilege rules: at CPL 0 IRET sets IOPL and IF; at CPL 3 it kee
     pushfd
     pop ebx
     hlt
-  h13: hlt`, "protected");
+  h13: hlt`,
+    "protected",
+  );
   g.userSegments();
   g.gatesFromLabels();
   g.tss({ sp0: KSTACK });
@@ -354,7 +394,8 @@ Deno.test("INT n past the IDT limit → #GP(vector*8+2); INT3 and INTO are traps
 });
 
 Deno.test("RETF to an outer level with a bad SS: #GP(SS selector) at the RETF with CS and ESP unchanged", () => {
-  const g = guest(`
+  const g = guest(
+    `
     push 0x100
     push ${USTACK}
     push ${SEL.ucode32}
@@ -363,7 +404,9 @@ Deno.test("RETF to an outer level with a bad SS: #GP(SS selector) at the RETF wi
     retf
   user:
     hlt
-  h13: hlt`, "protected");
+  h13: hlt`,
+    "protected",
+  );
   g.userSegments();
   g.gatesFromLabels();
   g.hltAt("h13");

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { RawVm } from "./support/raw_vm.ts";
 import { field, layOut } from "../src/abi/layout.ts";
-import { VM_CONTROL, VCPU_STATE } from "../src/abi/vcpu_state.ts";
+import { VCPU_STATE, VM_CONTROL } from "../src/abi/vcpu_state.ts";
 import { VM_CONTROL_BASE } from "../src/abi/memory_map.ts";
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 
@@ -110,9 +110,15 @@ Deno.test("a store to MMIO exits with the data; a store crossing into MMIO is sp
 
 Deno.test("read-only slot: loads read RAM, stores exit as MMIO writes; dirty-log slot records written pages", () => {
   const vm = vm32([
-    0xbb, 0, 0x20, 0, 0, //     mov ebx, 0x2000
-    0x8b, 0x03, //              mov eax, [ebx]
-    0x89, 0x03, //              mov [ebx], eax
+    0xbb,
+    0,
+    0x20,
+    0,
+    0, //     mov ebx, 0x2000
+    0x8b,
+    0x03, //              mov eax, [ebx]
+    0x89,
+    0x03, //              mov [ebx], eax
     0xf4, //                    hlt
   ]);
   const c = VM_CONTROL_BASE;
@@ -179,7 +185,11 @@ Deno.test("a fault with no usable IVT entry escalates to a triple fault: KVM_EXI
 Deno.test("KVM_GUESTDBG_SINGLESTEP exits after each instruction with pc, dr6.BS", () => {
   // mov eax, 1 ; mov ebx, 2 ; hlt
   const vm = vm32([0xb8, 1, 0, 0, 0, 0xbb, 2, 0, 0, 0, 0xf4]);
-  vm.dv.setUint32(vm.state + field(VS, "guest_debug_control").offset, K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_SINGLESTEP, true);
+  vm.dv.setUint32(
+    vm.state + field(VS, "guest_debug_control").offset,
+    K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_SINGLESTEP,
+    true,
+  );
   assert.equal(vm.run(), K.KVM_EXIT_DEBUG);
   assert.equal(vm.runField("debug.arch.exception"), 1);
   assert.equal(vm.runField("debug.arch.pc"), 0x1005);

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { KVM_CONSTANTS as K, exitReasonName } from "../../src/abi/constants.ts";
+import { exitReasonName, KVM_CONSTANTS as K } from "../../src/abi/constants.ts";
 import { assemble } from "../../src/asm/x86.ts";
 import type { BackendVcpu, BackendVm } from "../../src/backends/front.ts";
 import { kvmUnavailableReason } from "../../src/backends/kvm/system.ts";
@@ -29,7 +29,8 @@ import { ratePerSecond, summarize } from "../stats.ts";
 import { type Peer, PeerCheckError, type PeerOutcome, type PeerSettings } from "./peer.ts";
 
 /** Why raw/dec-jnz has no kvm row. */
-export const KVM_RAW_SKIP = "raw/dec-jnz not run on kvm: CPL0 guest code is emulated by kvm_pvm on this host (~0.7 M instr/s), not comparable";
+export const KVM_RAW_SKIP =
+  "raw/dec-jnz not run on kvm: CPL0 guest code is emulated by kvm_pvm on this host (~0.7 M instr/s), not comparable";
 
 /** Every KVM_RUN gets this watchdog, so a guest that runs away cannot hang the bench. */
 const RUN_TIMEOUT_MS = 5_000;
@@ -47,7 +48,11 @@ function device(fn: (data: Uint8Array, sink: Sink) => void, sink: Sink): BusDevi
 }
 
 function fail(p: BenchPath, vcpu: BackendVcpu, reason: number): never {
-  throw new PeerCheckError("kvm", p.path, `unexpected exit ${exitReasonName(reason)} (${reason}) at rip 0x${vcpu.getRegs().rip.toString(16)}`);
+  throw new PeerCheckError(
+    "kvm",
+    p.path,
+    `unexpected exit ${exitReasonName(reason)} (${reason}) at rip 0x${vcpu.getRegs().rip.toString(16)}`,
+  );
 }
 
 /** `step(n)` does n exits of path `p` on the KVM vCPU, through the path's loop. */
@@ -76,7 +81,11 @@ function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n
         case "msr-user":
         case "debug-sw-bp":
         case "none":
-          throw new PeerCheckError("kvm", p.path, `loop runUntil on kvm runs handlers pio-out, mmio-write and hlt, got "${h.kind}"`);
+          throw new PeerCheckError(
+            "kvm",
+            p.path,
+            `loop runUntil on kvm runs handlers pio-out, mmio-write and hlt, got "${h.kind}"`,
+          );
         default: {
           const never: never = h;
           throw new PeerCheckError("kvm", p.path, `unknown handler ${JSON.stringify(never)}`);
@@ -86,7 +95,13 @@ function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n
       return (n) => {
         const r = handlers ? vm.runUntil(vcpu, { maxExits: n, handlers }) : vm.runUntil(vcpu, { maxExits: n });
         if (r.stop.kind !== "max-exits" || r.exits !== n || r.counts[reason] !== n) {
-          throw new PeerCheckError("kvm", p.path, `runUntil stopped with ${JSON.stringify(r.stop)} after ${r.exits} exits (${JSON.stringify(r.counts)}): expected ${n} ${reason} exits`);
+          throw new PeerCheckError(
+            "kvm",
+            p.path,
+            `runUntil stopped with ${JSON.stringify(r.stop)} after ${r.exits} exits (${
+              JSON.stringify(r.counts)
+            }): expected ${n} ${reason} exits`,
+          );
         }
       };
     }
@@ -133,7 +148,11 @@ function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n
         case "msr-user":
         case "debug-sw-bp":
         case "none":
-          throw new PeerCheckError("kvm", p.path, `loop switch on kvm runs handlers pio-out, mmio-write and hlt, got "${h.kind}"`);
+          throw new PeerCheckError(
+            "kvm",
+            p.path,
+            `loop switch on kvm runs handlers pio-out, mmio-write and hlt, got "${h.kind}"`,
+          );
         default: {
           const never: never = h;
           throw new PeerCheckError("kvm", p.path, `unknown handler ${JSON.stringify(never)}`);
@@ -168,14 +187,24 @@ function timedRun(p: BenchPath, step: (n: number) => void, sink: Sink, ms: numbe
   if (calls !== exits) throw new PeerCheckError("kvm", p.path, `handler called ${calls} times for ${exits} exits`);
   const h = p.handler;
   if ((h.kind === "pio-out" || h.kind === "mmio-write") && sum !== (Math.imul(calls, h.expectByte) | 0)) {
-    throw new PeerCheckError("kvm", p.path, `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${h.expectByte.toString(16)}`);
+    throw new PeerCheckError(
+      "kvm",
+      p.path,
+      `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${h.expectByte.toString(16)}`,
+    );
   }
   return ratePerSecond(exits, t - t0);
 }
 
 /** Measure one exit path on KVM. */
 export function measureKvmPath(p: BenchPath, settings: Omit<PeerSettings, "paths">): ResultRow {
-  if (p.setup !== undefined) throw new PeerCheckError("kvm", p.path, "the path has a setup hook, which takes a simulator Vm: not runnable on kvm");
+  if (p.setup !== undefined) {
+    throw new PeerCheckError(
+      "kvm",
+      p.path,
+      "the path has a setup hook, which takes a simulator Vm: not runnable on kvm",
+    );
+  }
   const { bytes } = assemble(p.asm, { bits: 64, origin: LOAD });
   const { vm, vcpu } = createVmWithOneVcpu({ code: bytes, load: LOAD, backend: "kvm", runTimeoutMs: RUN_TIMEOUT_MS });
   try {
@@ -217,7 +246,9 @@ export const kvmPeer: Peer = {
         continue;
       }
       const row = measureKvmPath(p, settings);
-      settings.log?.(`  ${p.path} (kvm): ${Math.round((row as { exits_per_s: number }).exits_per_s)} exits/s over ${row.runs} runs`);
+      settings.log?.(
+        `  ${p.path} (kvm): ${Math.round((row as { exits_per_s: number }).exits_per_s)} exits/s over ${row.runs} runs`,
+      );
       rows.push(row);
     }
     return Promise.resolve({ kind: "rows", rows });

@@ -55,7 +55,10 @@ export function parsePeerList(raw: string): PeerName[] {
 }
 
 /** Usage line of --peers (bench/options.ts does not know the option; main.ts splits it off first). */
-export const PEERS_USAGE = `  --peers LIST        peer engines measured in the same run: all (default), none, or a comma list of ${PEER_NAMES.join(", ")}`;
+export const PEERS_USAGE =
+  `  --peers LIST        peer engines measured in the same run: all (default), none, or a comma list of ${
+    PEER_NAMES.join(", ")
+  }`;
 
 /**
  * Take `--peers LIST` / `--peers=LIST` out of `args`: the remaining args

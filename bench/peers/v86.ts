@@ -93,7 +93,11 @@ export async function loadV86(): Promise<{ V86: V86Ctor; wasm: Uint8Array<ArrayB
   try {
     wasm = Deno.readFileSync(fromFileUrl(wasmUrl)) as Uint8Array<ArrayBuffer>;
   } catch (e) {
-    return { missing: `npm package v86 not installed (${fromFileUrl(wasmUrl)}: ${(e as Error).message}); run npm i -D v86@0.5.462` };
+    return {
+      missing: `npm package v86 not installed (${fromFileUrl(wasmUrl)}: ${
+        (e as Error).message
+      }); run npm i -D v86@0.5.462`,
+    };
   }
   try {
     const mod = await import(lib.href);
@@ -110,7 +114,12 @@ const V86_JIT_WARMUP_MS = 1000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Boot v86 on the loop's BIOS, sample it, stop it. */
-async function measureLoop(V86: V86Ctor, wasm: Uint8Array<ArrayBuffer>, loop: V86Loop, s: Omit<PeerSettings, "paths">): Promise<ResultRow> {
+async function measureLoop(
+  V86: V86Ctor,
+  wasm: Uint8Array<ArrayBuffer>,
+  loop: V86Loop,
+  s: Omit<PeerSettings, "paths">,
+): Promise<ResultRow> {
   const path = loop.spec.path;
   const emulator = new V86({
     wasm_fn: (imports: WebAssembly.Imports) => WebAssembly.instantiate(wasm, imports).then((r) => r.instance.exports),
@@ -124,7 +133,10 @@ async function measureLoop(V86: V86Ctor, wasm: Uint8Array<ArrayBuffer>, loop: V8
   });
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new PeerCheckError("v86", path, "emulator-loaded did not fire within 20 s")), 20_000);
+      const timer = setTimeout(
+        () => reject(new PeerCheckError("v86", path, "emulator-loaded did not fire within 20 s")),
+        20_000,
+      );
       emulator.add_listener("emulator-loaded", () => (clearTimeout(timer), resolve()));
     });
     let writes = 0, badBytes = 0;
@@ -140,10 +152,24 @@ async function measureLoop(V86: V86Ctor, wasm: Uint8Array<ArrayBuffer>, loop: V8
       const w1 = writes, i1 = emulator.get_instruction_counter() as number;
       const ms = performance.now() - t0;
       const exits = w1 - w0, insns = (i1 - i0) >>> 0;
-      if (badBytes !== 0) throw new PeerCheckError("v86", path, `${badBytes} port writes carried a byte other than 0x${BENCH_BYTE.toString(16)}`);
+      if (badBytes !== 0) {
+        throw new PeerCheckError(
+          "v86",
+          path,
+          `${badBytes} port writes carried a byte other than 0x${BENCH_BYTE.toString(16)}`,
+        );
+      }
       if (loop.spec.unit === "exits") {
-        if (exits === 0) throw new PeerCheckError("v86", path, `no port write in ${ms.toFixed(0)} ms (${insns} instructions retired)`);
-        if (Math.abs(insns - 2 * exits) > 4) throw new PeerCheckError("v86", path, `${insns} instructions retired for ${exits} port writes: expected ${2 * exits} ± 4`);
+        if (exits === 0) {
+          throw new PeerCheckError("v86", path, `no port write in ${ms.toFixed(0)} ms (${insns} instructions retired)`);
+        }
+        if (Math.abs(insns - 2 * exits) > 4) {
+          throw new PeerCheckError(
+            "v86",
+            path,
+            `${insns} instructions retired for ${exits} port writes: expected ${2 * exits} ± 4`,
+          );
+        }
         return ratePerSecond(exits, ms);
       }
       if (exits !== 0) throw new PeerCheckError("v86", path, `${exits} port writes on a loop that does none`);
@@ -174,7 +200,11 @@ export const v86Peer: Peer = {
     const rows: ResultRow[] = [];
     for (const loop of v86LoopsFor(settings.paths)) {
       const row = await measureLoop(loaded.V86, loaded.wasm, loop, settings);
-      settings.log?.(`  ${row.path} (v86): ${Math.round("exits_per_s" in row ? row.exits_per_s : row.instr_per_s)} ${row.unit}/s over ${row.runs} runs`);
+      settings.log?.(
+        `  ${row.path} (v86): ${
+          Math.round("exits_per_s" in row ? row.exits_per_s : row.instr_per_s)
+        } ${row.unit}/s over ${row.runs} runs`,
+      );
       rows.push(row);
     }
     return { kind: "rows", rows };

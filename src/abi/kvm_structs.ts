@@ -96,8 +96,24 @@ export const KVM_RUN = struct("kvm_run", [
 export const KVM_REGS = struct(
   "kvm_regs",
   [
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
-    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags",
+    "rax",
+    "rbx",
+    "rcx",
+    "rdx",
+    "rsi",
+    "rdi",
+    "rsp",
+    "rbp",
+    "r8",
+    "r9",
+    "r10",
+    "r11",
+    "r12",
+    "r13",
+    "r14",
+    "r15",
+    "rip",
+    "rflags",
   ].map((n) => m(n, "u64")),
 );
 
@@ -165,7 +181,13 @@ export const KVM_USERSPACE_MEMORY_REGION = struct("kvm_userspace_memory_region",
 export const KVM_VCPU_EVENTS = struct("kvm_vcpu_events", [
   m(
     "exception",
-    struct("exception", [m("injected", "u8"), m("nr", "u8"), m("has_error_code", "u8"), m("pending", "u8"), m("error_code", "u32")]),
+    struct("exception", [
+      m("injected", "u8"),
+      m("nr", "u8"),
+      m("has_error_code", "u8"),
+      m("pending", "u8"),
+      m("error_code", "u32"),
+    ]),
   ),
   m("interrupt", struct("interrupt", [m("injected", "u8"), m("nr", "u8"), m("soft", "u8"), m("shadow", "u8")])),
   m("nmi", struct("nmi", [m("injected", "u8"), m("pending", "u8"), m("masked", "u8"), m("pad", "u8")])),

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { ARCHES, type Arch, type LaidOut, layOut, type StructDef } from "./layout.ts";
+import { type Arch, ARCHES, type LaidOut, layOut, type StructDef } from "./layout.ts";
 import { UAPI_STRUCTS } from "./kvm_structs.ts";
 import { INTERNAL_STRUCTS } from "./vcpu_state.ts";
 
@@ -49,7 +49,13 @@ function rows(l: LaidOut): Row[] {
       const inside = p.in === parent && p.offset + p.size <= before;
       const left = p.in !== "" && seen.has(p.in) && (path === null || !path.startsWith(p.in + "."));
       if (path === null || inside || left) {
-        out.push({ offset: p.offset, size: p.size, kind: "padding", name: `(padding${p.in ? ` in ${p.in}` : ""})`, type: "" });
+        out.push({
+          offset: p.offset,
+          size: p.size,
+          kind: "padding",
+          name: `(padding${p.in ? ` in ${p.in}` : ""})`,
+          type: "",
+        });
         pending.splice(i--, 1);
       }
     }
@@ -94,7 +100,9 @@ export function layoutTable(def: StructDef, arch: Arch, endian: Endian): string 
   for (const r of rows(l)) {
     const type = r.type && r.type !== "struct" && r.type !== "union" ? `  ${r.type}` : r.type ? `  (${r.type})` : "";
     lines.push(
-      `${String(r.offset).padStart(6)} ${("0x" + r.offset.toString(16)).padStart(6)} ${String(r.size).padStart(5)}  ${r.name}${type}`,
+      `${String(r.offset).padStart(6)} ${("0x" + r.offset.toString(16)).padStart(6)} ${
+        String(r.size).padStart(5)
+      }  ${r.name}${type}`,
     );
   }
   const pad = l.padding.reduce((s, p) => s + p.size, 0);

@@ -86,8 +86,22 @@ export const VM_CONTROL = {
 
 const SEG_NAMES = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"] as const;
 export const GPR_NAMES = [
-  "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-  "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+  "rax",
+  "rcx",
+  "rdx",
+  "rbx",
+  "rsp",
+  "rbp",
+  "rsi",
+  "rdi",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
 ] as const;
 export type GprName = (typeof GPR_NAMES)[number];
 
@@ -191,5 +205,12 @@ export const VCPU_STATE = {
 } as const satisfies StructDef;
 
 /** Internal layouts that only kvmsim uses (generated for AS like the uapi ones). */
-export const INTERNAL_STRUCTS: readonly StructDef[] = [VM_CONTROL, VCPU_STATE, MEMSLOT, MSR_FILTER_RANGE, REPLAY_ENTRY, TLB_ENTRY];
+export const INTERNAL_STRUCTS: readonly StructDef[] = [
+  VM_CONTROL,
+  VCPU_STATE,
+  MEMSLOT,
+  MSR_FILTER_RANGE,
+  REPLAY_ENTRY,
+  TLB_ENTRY,
+];
 export { KVM_CPUID_ENTRY2, KVM_DTABLE, KVM_SEGMENT };

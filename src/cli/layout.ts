@@ -17,7 +17,9 @@ export function layoutCommand(): Command<[string]> {
       if (opts.endian !== "little" && opts.endian !== "big") {
         throw new UsageError(`unknown endianness "${opts.endian}": expected little or big`);
       }
-      console.log(opts.json ? JSON.stringify(layoutJson(def, arch, opts.endian), null, 2) : layoutTable(def, arch, opts.endian));
+      console.log(
+        opts.json ? JSON.stringify(layoutJson(def, arch, opts.endian), null, 2) : layoutTable(def, arch, opts.endian),
+      );
     });
 }
 
@@ -27,10 +29,14 @@ export function exitsCommand(): Command {
     .option("--json", "print JSON")
     .action((opts) => {
       if (opts.json) {
-        console.log(JSON.stringify(EXIT_REASONS.map((e) => ({ nr: e.nr, name: e.name, simulated: e.simulated })), null, 2));
+        console.log(
+          JSON.stringify(EXIT_REASONS.map((e) => ({ nr: e.nr, name: e.name, simulated: e.simulated })), null, 2),
+        );
         return;
       }
       console.log(`${"nr".padStart(3)}  ${"name".padEnd(26)} simulated`);
-      for (const e of EXIT_REASONS) console.log(`${String(e.nr).padStart(3)}  ${e.name.padEnd(26)} ${e.simulated ? "yes" : "no"}`);
+      for (const e of EXIT_REASONS) {
+        console.log(`${String(e.nr).padStart(3)}  ${e.name.padEnd(26)} ${e.simulated ? "yes" : "no"}`);
+      }
     });
 }

@@ -55,7 +55,8 @@ export type ExitReason = VcpuExit["reason"];
 
 /** The exit type for one reason. */
 /** The exit variant(s) for `reason` (MsrExit covers both x86_rdmsr and x86_wrmsr). */
-export type ExitOf<R extends ExitReason> = VcpuExit extends infer E ? E extends { reason: infer X } ? R extends X ? E : never : never
+export type ExitOf<R extends ExitReason> = VcpuExit extends infer E
+  ? E extends { reason: infer X } ? R extends X ? E : never : never
   : never;
 
 /** Compile-time exhaustiveness check for `switch (exit.reason)`. */

@@ -22,7 +22,8 @@ export interface KvmDivergence {
 
 export const KVM_DIVERGENCES: readonly KvmDivergence[] = [
   {
-    match: /^(int3|int 5|int 0x1f|int3 is a trap|int n then iretq|int 0x80 then iretd|into with OF = 1)[: ].*\[(long|protected)\]/,
+    match:
+      /^(int3|int 5|int 0x1f|int3 is a trap|int n then iretq|int 0x80 then iretd|into with OF = 1)[: ].*\[(long|protected)\]/,
     kvm: "KVM_EXIT_INTERNAL_ERROR (KVM_INTERNAL_ERROR_EMULATION) at the INT3 / INT n / INTO",
     expected: "the exception or software interrupt delivered through the IDT (vector 3 / n / 4), the handler runs",
     reason: "PVM emulator: software interrupts (INT3, INT n, INTO) at CPL0 in protected and long mode are not emulated",
@@ -42,7 +43,8 @@ export const KVM_DIVERGENCES: readonly KvmDivergence[] = [
       "register in 64-bit mode",
   },
   {
-    match: /^32-bit paging: (#PF on a not-present 4 KiB page, error 0, CR2|a remapped page reads the other frame) \[protected\]$/,
+    match:
+      /^32-bit paging: (#PF on a not-present 4 KiB page, error 0, CR2|a remapped page reads the other frame) \[protected\]$/,
     kvm: "#GP(0) at the MOV CR0 that sets CR0.PG (EIP of the MOV CR0 on the exception frame); with the snippet's own " +
       "IDT (no #GP gate) that escalates to a triple fault (KVM_EXIT_SHUTDOWN)",
     expected: "paging enabled with 32-bit (non-PAE) page tables; the load translates / #PF with CR2",

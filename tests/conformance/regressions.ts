@@ -30,7 +30,10 @@ export const REGRESSIONS: readonly Snippet[] = [
     mode: "long",
     asm: "shl r8d, cl\nhlt",
     regs: { rcx: 0x100n, r8: 0x4ed5da86980b24b6n, rflags: 0x2n | BigInt(CF | PF | ZF | SF | OF) },
-    expect: { regs: { r8: 0x980b24b6n, rflags: 0x2n | BigInt(CF | PF | ZF | SF | OF) }, flagsMask: BigInt(CF | PF | ZF | SF | OF) },
+    expect: {
+      regs: { r8: 0x980b24b6n, rflags: 0x2n | BigInt(CF | PF | ZF | SF | OF) },
+      flagsMask: BigInt(CF | PF | ZF | SF | OF),
+    },
   },
 ];
 

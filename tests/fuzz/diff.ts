@@ -54,7 +54,9 @@ export function compareResults(units: readonly Unit[], sim: SnippetResult, kvm: 
   if (undef === undefined) throw new Error(`invalid sequence (reads an undefined flag):\n${render(units)}`);
   const out: Divergence[] = [];
   const se = JSON.stringify(sim.exits), ke = JSON.stringify(kvm.exits);
-  if (se !== ke || sim.stop !== kvm.stop) out.push({ field: "exits", sim: `${se} ${sim.stop}`, kvm: `${ke} ${kvm.stop}` });
+  if (se !== ke || sim.stop !== kvm.stop) {
+    out.push({ field: "exits", sim: `${se} ${sim.stop}`, kvm: `${ke} ${kvm.stop}` });
+  }
   for (const n of GPR_NAMES) {
     const m = n === "rflags" ? ~BigInt(undef) : ~0n;
     const a = sim.regs[n] & m, b = kvm.regs[n] & m;
@@ -69,8 +71,7 @@ export function diffCase(c: Case): { divergences: Divergence[]; sim: SnippetResu
   return { divergences: compareResults(c.units, sim, kvm), sim, kvm };
 }
 
-const showRegs = (r: Partial<Record<string, bigint>>) =>
-  Object.entries(r).map(([k, v]) => `${k}=${hex(v!)}`).join(" ");
+const showRegs = (r: Partial<Record<string, bigint>>) => Object.entries(r).map(([k, v]) => `${k}=${hex(v!)}`).join(" ");
 
 /** The reproducer text of a (minimised) divergent case. */
 export function reproducer(c: Case): string {
@@ -121,7 +122,11 @@ export function fuzz(seed: number, count: number, len: number, log: (s: string) 
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { seed: { type: "string", default: "1" }, count: { type: "string", default: "200" }, len: { type: "string", default: "12" } },
+    options: {
+      seed: { type: "string", default: "1" },
+      count: { type: "string", default: "200" },
+      len: { type: "string", default: "12" },
+    },
   });
   const num = (name: string, v: string) => {
     const n = Number(v);
@@ -138,6 +143,8 @@ if (import.meta.main) {
   const t0 = performance.now();
   const r = fuzz(seed, count, len, (s) => console.log(s));
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
-  console.log(`fuzz:diff seed ${seed}: ${r.ran} sequences (up to ${len} units) in ${secs} s, ${r.divergent.length} divergent`);
+  console.log(
+    `fuzz:diff seed ${seed}: ${r.ran} sequences (up to ${len} units) in ${secs} s, ${r.divergent.length} divergent`,
+  );
   Deno.exit(r.divergent.length ? 1 : 0);
 }

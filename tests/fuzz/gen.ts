@@ -33,8 +33,40 @@ export type Unit =
   | { kind: "pair"; insns: [Insn, Insn] }
   | { kind: "jcc"; cc: string; reads: number; label: string; body: Insn[] };
 
-export const GPRS64 = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;
-const R32 = ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "r8d", "r9d", "r10d", "r11d", "r12d", "r13d", "r14d", "r15d"];
+export const GPRS64 = [
+  "rax",
+  "rbx",
+  "rcx",
+  "rdx",
+  "rsi",
+  "rdi",
+  "rbp",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
+] as const;
+const R32 = [
+  "eax",
+  "ebx",
+  "ecx",
+  "edx",
+  "esi",
+  "edi",
+  "ebp",
+  "r8d",
+  "r9d",
+  "r10d",
+  "r11d",
+  "r12d",
+  "r13d",
+  "r14d",
+  "r15d",
+];
 const R16 = ["ax", "bx", "cx", "dx", "si", "di", "bp", "r8w", "r9w", "r10w", "r11w", "r12w", "r13w", "r14w", "r15w"];
 const R8 = ["al", "bl", "cl", "dl", "sil", "dil", "bpl", "r8b", "r9b", "r10b", "r11b", "r12b", "r13b", "r14b", "r15b"];
 type Width = 8 | 16 | 32 | 64;
@@ -42,8 +74,22 @@ const REGS: Record<Width, readonly string[]> = { 8: R8, 16: R16, 32: R32, 64: GP
 
 /** Condition codes and the flags each reads. */
 export const CONDITIONS: ReadonlyArray<[string, number]> = [
-  ["o", OF], ["no", OF], ["b", CF], ["ae", CF], ["e", ZF], ["ne", ZF], ["be", CF | ZF], ["a", CF | ZF],
-  ["s", SF], ["ns", SF], ["p", PF], ["np", PF], ["l", SF | OF], ["ge", SF | OF], ["le", ZF | SF | OF], ["g", ZF | SF | OF],
+  ["o", OF],
+  ["no", OF],
+  ["b", CF],
+  ["ae", CF],
+  ["e", ZF],
+  ["ne", ZF],
+  ["be", CF | ZF],
+  ["a", CF | ZF],
+  ["s", SF],
+  ["ns", SF],
+  ["p", PF],
+  ["np", PF],
+  ["l", SF | OF],
+  ["ge", SF | OF],
+  ["le", ZF | SF | OF],
+  ["g", ZF | SF | OF],
 ];
 
 /** mulberry32: a small deterministic PRNG. */
@@ -73,7 +119,20 @@ export class Rng {
 export function randomValue(rng: Rng): bigint {
   switch (rng.int(6)) {
     case 0:
-      return rng.pick([0n, 1n, 2n, 0x7fn, 0x80n, 0xffn, 0x7fffn, 0x8000n, 0xffffn, 0x7fffffffn, 0x80000000n, 0xffffffffn]);
+      return rng.pick([
+        0n,
+        1n,
+        2n,
+        0x7fn,
+        0x80n,
+        0xffn,
+        0x7fffn,
+        0x8000n,
+        0xffffn,
+        0x7fffffffn,
+        0x80000000n,
+        0xffffffffn,
+      ]);
     case 1:
       return rng.pick([0x7fffffffffffffffn, 0x8000000000000000n, 0xffffffffffffffffn, 0xfffffffffffffffen]);
     case 2:
@@ -214,7 +273,10 @@ export function randomSequence(rng: Rng, n: number): Unit[] {
     const k = rng.int(12);
     let unit: Unit;
     if (k === 0) {
-      unit = { kind: "pair", insns: [insn(`push ${rng.pick(GPRS64)}`, 0, 0, 0), insn(`pop ${rng.pick(GPRS64)}`, 0, 0, 0)] };
+      unit = {
+        kind: "pair",
+        insns: [insn(`push ${rng.pick(GPRS64)}`, 0, 0, 0), insn(`pop ${rng.pick(GPRS64)}`, 0, 0, 0)],
+      };
     } else if (k === 1) {
       const [cc, reads] = rng.pick(CONDITIONS);
       const body = Array.from({ length: 1 + rng.int(3) }, () => randomInsn(rng));

@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import { assemble } from "../../mod.ts";
 import { AF, analyse, CF, type Insn, minimise, OF, PF, randomSequence, render, Rng, SF, type Unit, ZF } from "./gen.ts";
 
-const one = (text: string, reads: number, def: number, undef: number): Unit => ({ kind: "one", insn: { text, reads, def, undef } });
+const one = (text: string, reads: number, def: number, undef: number): Unit => ({
+  kind: "one",
+  insn: { text, reads, def, undef },
+});
 
 Deno.test("fuzz gen: deterministic per seed, always valid, assembles in 64-bit mode", () => {
   assert.equal(render(randomSequence(new Rng(9), 20)), render(randomSequence(new Rng(9), 20)));

@@ -6,7 +6,7 @@
 import { field, layOut } from "../../src/abi/layout.ts";
 import { KVM_RUN } from "../../src/abi/kvm_structs.ts";
 import { GPR_NAMES, type GprName, VCPU_STATE, VM_CONTROL } from "../../src/abi/vcpu_state.ts";
-import { RAM_POOL_BASE, VCPU_STATE_OFFSET, VM_CONTROL_BASE, vcpuRunBase } from "../../src/abi/memory_map.ts";
+import { RAM_POOL_BASE, VCPU_STATE_OFFSET, vcpuRunBase, VM_CONTROL_BASE } from "../../src/abi/memory_map.ts";
 import { createSharedMemory, instantiateCore } from "../../src/wasm.ts";
 
 const VS = layOut(VCPU_STATE);
@@ -56,7 +56,18 @@ export class RawVm {
 
   setSeg(
     name: string,
-    v: { base: bigint; limit: number; selector: number; type: number; s: number; present: number; dpl?: number; db?: number; l?: number; g?: number },
+    v: {
+      base: bigint;
+      limit: number;
+      selector: number;
+      type: number;
+      s: number;
+      present: number;
+      dpl?: number;
+      db?: number;
+      l?: number;
+      g?: number;
+    },
   ): void {
     const b = this.state + off(VS, `seg_${name}`);
     const f = (p: string) => this.state + off(VS, `seg_${name}.${p}`);
