@@ -193,6 +193,8 @@ Deno.test("user-space MSR exit: RDMSR of an unknown MSR exits, setData() complet
   assert.equal(vcpu.run(BUDGET).reason, "hlt");
   const r = vcpu.getRegs();
   assert.deepEqual([r.rax, r.rdx], [0x55667788n, 0x11223344n]);
+  // mov, rdmsr (retired when user space completes it, like an IN or OUT), hlt.
+  assert.equal(vcpu.instructions, 3);
 });
 
 Deno.test("MSR filter: a denied WRMSR exits with KVM_MSR_EXIT_REASON_FILTER and the value", () => {

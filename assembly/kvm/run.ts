@@ -104,9 +104,8 @@ function completePending(pf: u32): void {
     // complete_fast_pio_out), unless userspace moved RIP or a per-instruction
     // feature needs the instruction replayed through step() (its fragment is logged).
     if (rip() == load<u64>(S + VS_PENDING_INSN_RIP) && plainStepping()) {
-      setRip(load<u64>(S + VS_PENDING_RIP));
+      retirePending();
       replayClear();
-      store<u64>(S + VS_INSTRUCTIONS, load<u64>(S + VS_INSTRUCTIONS) + 1);
     }
     return;
   }
@@ -119,13 +118,19 @@ function completePending(pf: u32): void {
       setReg64(RAX, v & 0xffffffff);
       setReg64(RDX, v >> 32);
     }
-    setRip(load<u64>(S + VS_PENDING_RIP));
+    retirePending();
   }
   if ((pf & PEND_HYPERCALL) != 0) {
     const r = load<u64>(RUN + KVM_RUN_HYPERCALL_RET);
     setReg64(RAX, mode == MODE_LONG ? r : r & 0xffffffff);
-    setRip(load<u64>(S + VS_PENDING_RIP));
+    retirePending();
   }
+}
+
+/** The instruction that exited completes now: RIP moves past it and it counts as retired (like an IN or OUT). */
+function retirePending(): void {
+  setRip(load<u64>(S + VS_PENDING_RIP));
+  store<u64>(S + VS_INSTRUCTIONS, load<u64>(S + VS_INSTRUCTIONS) + 1);
 }
 
 /** Deliver the fault/trap recorded by exceptions.ts. Returns false when that ended in an exit. */
