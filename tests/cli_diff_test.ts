@@ -5,7 +5,7 @@
  * comparison on fabricated results (runs without KVM).
  */
 import assert from "node:assert/strict";
-import { kvmsim } from "./cli_support.ts";
+import { kvmsim, REG_NAMES } from "./cli_support.ts";
 import { NO_KVM } from "./support/kvm_guard.ts";
 import { firstDivergence } from "../src/cli/diff.ts";
 import type { ExecResult } from "../src/cli/exec_guest.ts";
@@ -90,26 +90,7 @@ const result = (over: Partial<ExecResult>): ExecResult => ({
   exits: [{ reason: "hlt" }],
   stop: "hlt",
   regs: Object.fromEntries(
-    [
-      "rax",
-      "rbx",
-      "rcx",
-      "rdx",
-      "rsi",
-      "rdi",
-      "rsp",
-      "rbp",
-      "r8",
-      "r9",
-      "r10",
-      "r11",
-      "r12",
-      "r13",
-      "r14",
-      "r15",
-      "rip",
-      "rflags",
-    ]
+    REG_NAMES
       .map((r) => [r, "0x0"]),
   ) as ExecResult["regs"],
   instructions: 1,

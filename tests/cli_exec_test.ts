@@ -5,7 +5,7 @@
  * stderr). Independent runs are started together.
  */
 import assert from "node:assert/strict";
-import { execJson, kvmsim } from "./cli_support.ts";
+import { execJson, kvmsim, REG_NAMES } from "./cli_support.ts";
 
 /** `code` hex, zero-padded to `at` bytes, then `data` hex. */
 function codeWithData(code: string, at: number, data: string): string {
@@ -13,27 +13,6 @@ function codeWithData(code: string, at: number, data: string): string {
   if (c.length > at * 2) throw new Error(`code is ${c.length / 2} bytes, longer than ${at}`);
   return c.padEnd(at * 2, "0") + data;
 }
-
-const REG_NAMES = [
-  "rax",
-  "rbx",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "rsp",
-  "rbp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-  "rflags",
-];
 
 Deno.test("exec --json: exits, stop reasons and limits", async () => {
   const [hello, maxExits, maxInsns, shutdown, internal, step] = await Promise.all([

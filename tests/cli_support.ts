@@ -41,3 +41,28 @@ export interface ExecJson {
   regs: Record<string, string>;
   instructions: number;
 }
+
+/**
+ * The `regs` keys of `kvmsim exec --json`, in the contract's order (struct kvm_regs).
+ * Written out here on purpose, not imported from src/, so the CLI's order is checked.
+ */
+export const REG_NAMES = [
+  "rax",
+  "rbx",
+  "rcx",
+  "rdx",
+  "rsi",
+  "rdi",
+  "rsp",
+  "rbp",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
+  "rip",
+  "rflags",
+];

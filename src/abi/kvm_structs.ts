@@ -92,30 +92,30 @@ export const KVM_RUN = struct("kvm_run", [
   m("s", union("s", [m("padding", "u8", 2048)])),
 ]);
 
+/** `struct kvm_regs` field names in struct order (x86). */
+export const KVM_REGS_NAMES = [
+  "rax",
+  "rbx",
+  "rcx",
+  "rdx",
+  "rsi",
+  "rdi",
+  "rsp",
+  "rbp",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
+  "rip",
+  "rflags",
+] as const;
+
 /** `struct kvm_regs` (x86). */
-export const KVM_REGS = struct(
-  "kvm_regs",
-  [
-    "rax",
-    "rbx",
-    "rcx",
-    "rdx",
-    "rsi",
-    "rdi",
-    "rsp",
-    "rbp",
-    "r8",
-    "r9",
-    "r10",
-    "r11",
-    "r12",
-    "r13",
-    "r14",
-    "r15",
-    "rip",
-    "rflags",
-  ].map((n) => m(n, "u64")),
-);
+export const KVM_REGS = struct("kvm_regs", KVM_REGS_NAMES.map((n) => m(n, "u64")));
 
 /** `struct kvm_segment`. */
 export const KVM_SEGMENT = struct("kvm_segment", [

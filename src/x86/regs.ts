@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { KVM_REGS_NAMES as KVM_STRUCT_REGS_NAMES } from "../abi/kvm_structs.ts";
 
 /** `struct kvm_regs`. */
 export interface KvmRegs {
@@ -28,27 +29,8 @@ export interface KvmRegs {
   rflags: bigint;
 }
 
-/** `kvm_regs` field names in struct order. */
-export const KVM_REGS_NAMES = [
-  "rax",
-  "rbx",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "rsp",
-  "rbp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-  "rflags",
-] as const satisfies readonly (keyof KvmRegs)[];
+/** `kvm_regs` field names in struct order (from the layout table). */
+export const KVM_REGS_NAMES = KVM_STRUCT_REGS_NAMES satisfies readonly (keyof KvmRegs)[];
 
 /** `struct kvm_segment`. */
 export interface KvmSegment {
