@@ -17,22 +17,14 @@ export function segmentDescriptor(s: KvmSegment): bigint {
     ((base >> 24n) << 56n);
 }
 
+/** A present system segment (`s` = 0: TSS, LDT) as a `kvm_segment`. */
+export function systemSegment(base: bigint, limit: number, type: number, selector = 0, unusable = 0): KvmSegment {
+  return { base, limit, selector, type, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable };
+}
+
 /** The 16-byte system descriptor of a 64-bit TSS/LDT (`type` 0x9 available / 0xb busy TSS, 0x2 LDT). */
 export function systemDescriptor64(base: bigint, limit: number, type: number): [bigint, bigint] {
-  const lo = segmentDescriptor({
-    base: BigInt.asUintN(32, base),
-    limit,
-    selector: 0,
-    type,
-    present: 1,
-    dpl: 0,
-    db: 0,
-    s: 0,
-    l: 0,
-    g: 0,
-    avl: 0,
-    unusable: 0,
-  });
+  const lo = segmentDescriptor(systemSegment(BigInt.asUintN(32, base), limit, type));
   return [lo, BigInt.asUintN(64, base) >> 32n];
 }
 

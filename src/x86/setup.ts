@@ -26,7 +26,7 @@ import type { Vcpu } from "../vcpu.ts";
 import type { BackendVcpu, BackendVm } from "../backends/front.ts";
 import type { BackendName, GuestVcpu, GuestVm } from "../backends/types.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import { idtGate32, idtGate64, segmentDescriptor, systemDescriptor64 } from "./descriptors.ts";
+import { idtGate32, idtGate64, segmentDescriptor, systemDescriptor64, systemSegment } from "./descriptors.ts";
 import { PAGE_2M, PTE_RW } from "./page_tables.ts";
 import { flatSegment, type KvmSegment, type KvmSregs, realSegment } from "./regs.ts";
 
@@ -121,35 +121,9 @@ function writeIdt(vm: GuestVm, mode: "protected" | "long", idt: number, stubs: n
 }
 
 function tr(tss: number): KvmSegment {
-  return {
-    base: BigInt(tss),
-    limit: 0x67,
-    selector: SEL_TSS,
-    type: 0xb,
-    present: 1,
-    dpl: 0,
-    db: 0,
-    s: 0,
-    l: 0,
-    g: 0,
-    avl: 0,
-    unusable: 0,
-  };
+  return systemSegment(BigInt(tss), 0x67, 0xb, SEL_TSS);
 }
-const unusableLdt = (): KvmSegment => ({
-  base: 0n,
-  limit: 0xffff,
-  selector: 0,
-  type: 2,
-  present: 1,
-  dpl: 0,
-  db: 0,
-  s: 0,
-  l: 0,
-  g: 0,
-  avl: 0,
-  unusable: 1,
-});
+const unusableLdt = (): KvmSegment => systemSegment(0n, 0xffff, 2, 0, 1);
 
 /** Identity-map the low 4 GiB with 2 MiB pages, tables at the fixed reserved-area offsets. Returns the PML4 GPA. */
 export function identityMapLow4G(vm: GuestVm, reservedBase: number): number {
