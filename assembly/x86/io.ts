@@ -98,11 +98,17 @@ function stringIoSize(): i32 {
   return opSize == 2 ? 2 : 4;
 }
 
-/** How many elements of `size` fit from linear offset `off` to the page edge in the direction of DF. */
-function elementsInPage(off: u64, size: i32, down: bool): u64 {
+/**
+ * Elements in one string-IO exit: from offset `off` to the page edge in the
+ * direction of DF, at most `cnt` (the REP count) and at most one PIO page.
+ */
+function batchElements(off: u64, size: i32, down: bool, cnt: u64): u64 {
   const po = off & 0xfff;
-  const n = down ? (po / <u64>size) + 1 : (4096 - po) / <u64>size;
-  return n == 0 ? 1 : n;
+  let n = down ? (po / <u64>size) + 1 : (4096 - po) / <u64>size;
+  if (n == 0) n = 1;
+  if (n > cnt) n = cnt;
+  if (n * <u64>size > <u64>PAGE_SIZE) n = <u64>(PAGE_SIZE / size);
+  return n;
 }
 
 /** INS/INSB/INSW/INSD (with REP): one exit for the whole batch. */
@@ -116,9 +122,7 @@ export function execIns(): void {
   if (!ioAllowed(port, size)) return;
   const down = (getFlags() & RFLAGS_DF) != 0;
   const di = reg64(RDI) & m;
-  let n = elementsInPage(di, size, down);
-  if (n > cnt) n = cnt;
-  if (n * <u64>size > <u64>PAGE_SIZE) n = <u64>(PAGE_SIZE / size);
+  const n = batchElements(di, size, down, cnt);
   if (!replayNext(RK_PIO_IN, <u64>port, <u32>(size * <i32>n))) {
     // Probe the destination before exiting so a fault is raised now, not after the IO.
     const lin = segLinear(SEG_ES, di, size, ACC_WRITE);
@@ -152,9 +156,7 @@ export function execOuts(): void {
   const down = (getFlags() & RFLAGS_DF) != 0;
   const seg = segOverride >= 0 ? segOverride : SEG_DS;
   const si = reg64(RSI) & m;
-  let n = elementsInPage(si, size, down);
-  if (n > cnt) n = cnt;
-  if (n * <u64>size > <u64>PAGE_SIZE) n = <u64>(PAGE_SIZE / size);
+  const n = batchElements(si, size, down, cnt);
   const step: u64 = down ? <u64>-size : <u64>size;
   let s = si;
   if (replayNext(RK_PIO_OUT, <u64>port, <u32>(size * <i32>n))) {
