@@ -21,7 +21,7 @@ import {
 } from "./mode";
 import { pop, readSys, writeSys } from "./mem";
 import { segAddr } from "./segments";
-import { dConforming, dCode, dDpl, descHi, loadCs, loadSsFor, nullifyDataSegs, readDesc } from "./sys_seg";
+import { dConforming, dCode, dDpl, descHi, loadCs, loadNullSsForInterrupt, loadSsFor, nullifyDataSegs, readDesc } from "./sys_seg";
 import { breakLoop, getFlags, setFlags } from "./core_link";
 import { exitTo, internalError, internalErrorEmulation } from "../kvm/exits";
 import { OF as FLAG_OF } from "./flags";
@@ -261,8 +261,9 @@ function deliverLong(v: i32, hasErr: bool, err: u32, retIp: u64, soft: bool): vo
   framePush(0, 8, retIp, m); if (status != ST_OK) return;
   if (hasErr) { framePush(0, 8, <u64>err, m); if (status != ST_OK) return; }
   if (newCpl < c) {
-    // 64-bit mode loads a NULL SS with RPL = new CPL on a privilege change.
-    if (!loadSsFor(<u32>newCpl, newCpl)) return;
+    // IA-32e delivery loads a NULL SS with RPL = new CPL on a privilege change
+    // (from 64-bit and from compatibility mode alike).
+    loadNullSsForInterrupt(newCpl);
   }
   if (!loadCs(sel, newCpl, false)) return;
   setReg64(RSP, wsp);

@@ -268,6 +268,16 @@ function loadCsOuter(sel: u32, rpl: i32): bool {
   return loadCs(sel, rpl, false);
 }
 
+/**
+ * IA-32e interrupt delivery with a privilege change: SS becomes NULL with RPL =
+ * the new CPL, whether the interrupted code ran in 64-bit or compatibility mode
+ * (SDM vol. 3 §6.14.4); `mov ss, 0` in compatibility mode still raises #GP.
+ */
+export function loadNullSsForInterrupt(pl: i32): void {
+  setNullSeg(SEG_SS, <u32>pl);
+  recomputeMode();
+}
+
 /** Load SS for privilege level `pl` (interrupt stack switch, outer returns). */
 export function loadSsFor(sel: u32, pl: i32): bool {
   if ((sel & 0xfffc) == 0) {
