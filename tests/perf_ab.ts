@@ -1,12 +1,15 @@
 /**
  * A/B speed comparison of core builds in one process (not a test):
- * `deno run -A tests/perf_ab.ts [--ms 300] [--rounds 7] [--filter RE] A.wasm [B.wasm ...]`.
+ * `deno run -A tests/perf_ab.ts [--ms 300] [--rounds 7] [--filter RE] [--cpu] A.wasm [B.wasm ...]`.
  * For every path, the builds are measured in alternation (round-robin, same
  * process, so machine noise hits all of them alike) and the median rate of each
  * build is printed. Paths: raw dec/jnz, an ALU/memory/stack mix, run(budget 0),
  * io-out (runRaw + switch, and runUntil with a bus device), mmio-write, hlt.
- * Every sample checks that the guest did the work counted.
+ * Every sample checks that the guest did the work counted. `--cpu` times samples
+ * with the process's CPU time instead of the wall clock (steadier when the
+ * machine is shared: time spent descheduled is not counted).
  */
+import process from "node:process";
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { assemble } from "../src/asm/x86.ts";
 import { ioIsOut, ioPort, ioSingleData, mmioData, mmioIsWrite, mmioPhysAddr } from "../src/exits/decode.ts";
@@ -17,12 +20,14 @@ import { createVmWithOneVcpu } from "../src/x86/setup.ts";
 const args = [...Deno.args];
 let ms = 300, rounds = 7;
 let filter: RegExp | undefined;
+let cpu = false;
 const files: string[] = [];
 while (args.length) {
   const a = args.shift()!;
   if (a === "--ms") ms = Number(args.shift());
   else if (a === "--rounds") rounds = Number(args.shift());
   else if (a === "--filter") filter = new RegExp(args.shift()!);
+  else if (a === "--cpu") cpu = true;
   else files.push(a);
 }
 if (files.length === 0) files.push("build/kvmsim.wasm");
@@ -173,15 +178,22 @@ const PATHS: PathDef[] = [
   },
 ];
 
+/** Milliseconds: wall clock, or CPU time (user + system) with --cpu. */
+function now(): number {
+  if (!cpu) return performance.now();
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 function sample(step: (n: number) => number, first: number, state: { chunk: number }): number {
   let units = 0;
-  const t0 = performance.now();
+  const t0 = now();
   let t = t0;
   let chunk = state.chunk || first;
   for (;;) {
     const c0 = t;
     units += step(chunk);
-    t = performance.now();
+    t = now();
     if (t - t0 >= ms) break;
     if (t - c0 < 5 && chunk < 0x3fffffff) chunk *= 2;
   }
@@ -196,7 +208,9 @@ const median = (a: number[]) => {
 const fmt = (r: number) => r >= 1e6 ? `${(r / 1e6).toFixed(1)}M` : `${(r / 1e3).toFixed(1)}k`;
 
 console.log(
-  `builds: ${files.map((f, i) => `${String.fromCharCode(65 + i)}=${f}`).join("  ")}; ${rounds} rounds × ${ms} ms`,
+  `builds: ${files.map((f, i) => `${String.fromCharCode(65 + i)}=${f}`).join("  ")}; ${rounds} rounds × ${ms} ms${
+    cpu ? " (CPU time)" : ""
+  }`,
 );
 for (const p of PATHS) {
   if (filter && !filter.test(p.name)) continue;

@@ -21,10 +21,13 @@
 //   instructions of its fast path; it re-reads them after every instruction
 //   that goes through the general path, so system code that changes them must
 //   either run as an instruction (it always does) or call breakLoop().
-// - Fast path: prefix-free (REX allowed) Jcc rel8, INC/DEC r, ALU/MOV/TEST
-//   r,r, ALU r,imm8 and MOV r <-> [base+disp8/32] (32/64-bit addressing) run
-//   inside stepMany on locals; everything else takes
-//   the general decoder (prefixes, ModRM/SIB, one-byte and 0F maps).
+// - Fast paths, both prefix-free (REX allowed): in 32/64-bit code fastrun.ts
+//   fastRun() runs the commonest instructions back to back (one 64-bit fetch per
+//   instruction, flag op + Jcc macro-fused; its header has the rules); what it
+//   declines goes to fastStep() below (Jcc rel8, INC/DEC r, ALU/MOV/TEST r,r, ALU
+//   r,imm8, MOV r <-> [base+disp8/32], PUSH/POP, CALL/RET, IN/OUT, HLT, any code
+//   size); everything else takes the general decoder (prefixes, ModRM/SIB, one-byte
+//   and 0F maps).
 import { TLB_HOST, TLB_PERM, TLB_TAG, VS_GPR, VS_INSTRUCTIONS } from "../abi.generated";
 import { P_SR, P_SW, P_UR, P_UW, tlbEntry } from "./tlb";
 import { CC_DEC, CC_EAGER, CC_INC, ccOp, ccRes, cond, restoreFlags, saveFlags, setLazyIncDec, sizeMask } from "./flags";
@@ -43,6 +46,7 @@ import { fetch8, pop, push, readMem, readMemRmw, writeMem, writeMemFinal } from 
 import { callNear, retNear } from "./exec_onebyte";
 import { sysHlt, sysIn, sysOut } from "./exec_system";
 import { cpl, csDefault32, is64 } from "./mode";
+import { fastRun, runIp } from "./fastrun";
 
 let loopBreak: bool = false;
 
@@ -519,7 +523,16 @@ export function stepMany(n: i32): i32 {
   let wLo = fwLo, wHi = fwHi, wDelta = fwDelta;
   let ip = rip();
   const gpr = S + VS_GPR;
+  let pr: u32 = cpl() == 3 ? P_UR : P_SR, pw: u32 = cpl() == 3 ? P_UW : P_SW;
   while (i < n) {
+    if (ip >= wLo && ip + 16 <= wHi && ip + 16 > ip) {
+      // The hot loop first; it stops before anything it does not handle.
+      if (m64 || d32) {
+        i += fastRun(ip, n - i, m64, wLo, wHi - 16 - wLo, wDelta, gpr, pr, pw);
+        ip = runIp;
+        if (i >= n) break;
+      }
+    }
     if (ip >= wLo && ip + 16 <= wHi && ip + 16 > ip) {
       const nip = fastStep(ip, <usize>(wDelta + ip), m64, d32, gpr);
       if (nip < FAST_MISS || nip > FAST_SYNC) { ip = nip; i++; continue; }
@@ -547,6 +560,7 @@ export function stepMany(n: i32): i32 {
     m64 = is64();
     d32 = csDefault32();
     wLo = fwLo; wHi = fwHi; wDelta = fwDelta;
+    pr = cpl() == 3 ? P_UR : P_SR; pw = cpl() == 3 ? P_UW : P_SW;
   }
   setRip(ip);
   inFlight = 0;
