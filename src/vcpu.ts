@@ -4,7 +4,8 @@
  * regs, sregs, MSRs, mp_state, events, guest debug, args).
  *
  * Every state write sets `vcpu_state.dirty |= 1` (core-contract.md: the core
- * recomputes the mode and flushes its TLB at the next entry).
+ * recomputes the mode and flushes its TLB at the next entry), except KVM_SET_REGS,
+ * which sets `|= 2` (the core only reloads RFLAGS and the mode).
  *
  * @module
  */
@@ -56,7 +57,17 @@ const SREG_TO_STATE: Record<(typeof SREGS_SEGMENTS)[number], string> = {
   ldt: "seg_ldtr",
 };
 const GPR = vs("gpr");
+/** State-block offset of each kvm_regs field, in KVM_REGS_NAMES order. */
+const REG_OFFSETS: readonly number[] = KVM_REGS_NAMES.map((n) =>
+  n === "rip" || n === "rflags" ? vs(n) : GPR + 8 * GPR_NAMES.indexOf(n as GprName)
+);
 const DIRTY = vs("dirty");
+/**
+ * `vcpu_state.dirty` bits (docs/core-contract.md "State ownership"): STATE for any write
+ * but KVM_SET_REGS (the core's full refresh: mode, TLB, fetch window, ...), REGS for
+ * kvm_regs alone (GPRs, RIP, RFLAGS: the core reloads RFLAGS and the mode only).
+ */
+const DIRTY_STATE = 1, DIRTY_REGS = 2;
 const INSTRUCTIONS = vs("instructions");
 
 /** Known KVM_GUESTDBG_* control bits. */
@@ -170,9 +181,10 @@ export class Vcpu {
   #set64(off: number, v: bigint): void {
     this.#dv.setBigUint64(this.stateBase + off, BigInt.asUintN(64, v), true);
   }
-  #markDirty(): void {
+  /** Set `vcpu_state.dirty` bit `what` (DIRTY_STATE or DIRTY_REGS). */
+  #markDirty(what: number): void {
     const p = this.stateBase + DIRTY;
-    this.#dv.setUint32(p, this.#dv.getUint32(p, true) | 1, true);
+    this.#dv.setUint32(p, this.#dv.getUint32(p, true) | what, true);
   }
   /** Read a state-block u64 by field path (`"cr3"`, `"seg_fs.base"`). */
   stateField(path: string): bigint {
@@ -212,25 +224,21 @@ export class Vcpu {
   getRegs(): KvmRegs {
     this.#live();
     const r = {} as KvmRegs;
-    for (const n of KVM_REGS_NAMES) {
-      r[n] = n === "rip" || n === "rflags"
-        ? this.#get64(vs(n))
-        : this.#get64(GPR + 8 * GPR_NAMES.indexOf(n as GprName));
-    }
+    for (let i = 0; i < KVM_REGS_NAMES.length; i++) r[KVM_REGS_NAMES[i]!] = this.#get64(REG_OFFSETS[i]!);
     return r;
   }
 
   /** KVM_SET_REGS; fields left out keep their value. */
   setRegs(regs: Partial<KvmRegs>): void {
     this.#live();
-    for (const n of KVM_REGS_NAMES) {
+    for (let i = 0; i < KVM_REGS_NAMES.length; i++) {
+      const n = KVM_REGS_NAMES[i]!;
       const v = regs[n];
       if (v === undefined) continue;
       if (typeof v !== "bigint") throw new InvalidArgumentError(`regs.${n}`, `${String(v)}: expected a bigint`);
-      if (n === "rip" || n === "rflags") this.#set64(vs(n), v);
-      else this.#set64(GPR + 8 * GPR_NAMES.indexOf(n as GprName), v);
+      this.#set64(REG_OFFSETS[i]!, v);
     }
-    this.#markDirty();
+    this.#markDirty(DIRTY_REGS);
   }
 
   // ---- KVM_GET/SET_SREGS ----
@@ -288,7 +296,7 @@ export class Vcpu {
         "kvmsim cannot inject external interrupts: expected all zero",
       );
     }
-    this.#markDirty();
+    this.#markDirty(DIRTY_STATE);
   }
 
   // ---- KVM_GET/SET_MSRS ----
@@ -310,7 +318,7 @@ export class Vcpu {
     this.#live();
     const defs = entries.map((e) => this.#msrDef(e.index));
     entries.forEach((e, i) => this.#set64(vs(defs[i]!.field), e.data));
-    this.#markDirty();
+    this.#markDirty(DIRTY_STATE);
   }
 
   /** vcpu_get_msr. */
@@ -336,7 +344,7 @@ export class Vcpu {
     d.db?.forEach((v, i) => this.#set64(vs("dr") + 8 * i, v));
     if (d.dr6 !== undefined) this.#set64(vs("dr") + 48, d.dr6);
     if (d.dr7 !== undefined) this.#set64(vs("dr") + 56, d.dr7);
-    this.#markDirty();
+    this.#markDirty(DIRTY_STATE);
   }
   /** KVM_GET_XCRS (XCR0 only). */
   getXcr0(): bigint {
@@ -346,7 +354,7 @@ export class Vcpu {
   setXcr0(v: bigint): void {
     if ((v & 1n) === 0n) throw new InvalidArgumentError("xcr0", `0x${v.toString(16)}: expected bit 0 (x87) set`);
     this.#set64(vs("xcr0"), v);
-    this.#markDirty();
+    this.#markDirty(DIRTY_STATE);
   }
 
   // ---- mp_state, events, guest debug ----
@@ -366,7 +374,7 @@ export class Vcpu {
       );
     }
     this.#dv.setUint32(this.stateBase + vs("mp_state"), state, true);
-    this.#markDirty();
+    this.#markDirty(DIRTY_STATE);
   }
 
   /** KVM_GET_VCPU_EVENTS (without KVM_CAP_EXCEPTION_PAYLOAD a pending exception reads as injected). */
@@ -416,7 +424,7 @@ export class Vcpu {
       set8("nmi_masked", ev.nmi.masked);
     }
     if (ev.triple_fault) set8("triple_fault_pending", ev.triple_fault.pending);
-    this.#markDirty();
+    this.#markDirty(DIRTY_STATE);
   }
 
   /** KVM_SET_GUEST_DEBUG. */
@@ -436,7 +444,7 @@ export class Vcpu {
     }
     this.#dv.setUint32(this.stateBase + vs("guest_debug_control"), dbg.control >>> 0, true);
     for (let i = 0; i < 8; i++) this.#set64(vs("guest_debug_dr") + 8 * i, regs[i] ?? 0n);
-    this.#markDirty();
+    this.#markDirty(DIRTY_STATE);
   }
 
   /** vcpu_args_set: the first 1–6 SysV arguments (rdi, rsi, rdx, rcx, r8, r9). */

@@ -7,7 +7,8 @@
 import {
   KVM_EXIT_INTR, KVM_EXIT_SHUTDOWN, KVM_PIO_PAGE_OFFSET, KVM_RUN_APIC_BASE, KVM_RUN_CR8, KVM_RUN_EXIT_REASON,
   KVM_RUN_FLAGS, KVM_RUN_HYPERCALL_RET, KVM_RUN_IF_FLAG, KVM_RUN_IMMEDIATE_EXIT, KVM_RUN_MMIO_DATA, KVM_RUN_MSR_DATA,
-  KVM_RUN_MSR_ERROR, KVM_RUN_READY_FOR_INTERRUPT_INJECTION, PAGE_SIZE, SEG_BASE, VMC_MEMSLOT_GEN, VM_CONTROL_BASE,
+  KVM_RUN_MSR_ERROR, KVM_RUN_READY_FOR_INTERRUPT_INJECTION, PAGE_SIZE, SEG_BASE, VCPU_STATE_OFFSET, VMC_MEMSLOT_GEN,
+  VM_CONTROL_BASE,
   VS_APIC_BASE, VS_CR8, VS_DIRTY, VS_EXC_ERROR_CODE, VS_EXC_HAS_ERROR, VS_EXC_NR, VS_EXC_PENDING, VS_EXITS,
   VS_INSTRUCTIONS, VS_INTERRUPT_SHADOW, VS_PENDING_FLAGS, VS_PENDING_INSN_RIP, VS_PENDING_RIP, VS_REPLAY_COUNT,
   VS_RFLAGS, VS_SEG_CS, VS_TLB_GEN, VS_TRIPLE_FAULT_PENDING,
@@ -21,7 +22,9 @@ import {
   PEND_HYPERCALL, PEND_MMIO_READ, PEND_MMIO_WRITE, PEND_PIO_IN, PEND_PIO_OUT, PEND_RDMSR, PEND_WRMSR,
 } from "../x86/mem";
 import { setMaxPhyAddr } from "../x86/paging";
-import { replayClear, replayCompleteLast, replayCount, replayRewind } from "../x86/replay";
+import { replayClear, replayCompleteLast, replayCount, replayLastLen, replayRewind } from "../x86/replay";
+import { PEND_PIO_IN_RAX } from "../x86/io";
+import { setInResult } from "../x86/sys_io";
 import { tlbFlush } from "../x86/tlb";
 import {
   DR6_BS, DR6_FIXED, clearDataHits, dataBpArmed, dataBpHits, debugExit, execBpArmed, execBpMatch, guestDr6Set,
@@ -143,12 +146,13 @@ function deliverPending(): bool {
 }
 
 export function run(runBase: i32, budget: i32): i32 {
-  selectVcpu(runBase);
-  // kvm_run.flags is cleared by finish() together with exit_reason (every run ends there).
-  if (runBase != lastRun || load<u32>(S + VS_DIRTY) != 0) {
-    lastRun = runBase;
-    store<u32>(S + VS_DIRTY, 0);
-    refresh();
+  // Re-entry of the vCPU this instance ran last, with no TS write since (VS_DIRTY = 0):
+  // RUN/S, the mode, TLB, fetch window, debug state and the lazy flags (finish() stored
+  // them as VS_RFLAGS) are all still current, so nothing is reloaded.
+  const dirty = load<u32>(runBase + VCPU_STATE_OFFSET + VS_DIRTY);
+  if (runBase != lastRun || dirty != 0) {
+    if (runBase == lastRun && dirty == DIRTY_REGS_ONLY) enterRegs();
+    else enter(runBase);
   }
   const gen = load<u32>(VM_CONTROL_BASE + VMC_MEMSLOT_GEN);
   if (gen != tlbGenCache) {
@@ -156,16 +160,64 @@ export function run(runBase: i32, budget: i32): i32 {
     store<u32>(S + VS_TLB_GEN, gen);
     tlbGenCache = gen;
   }
-  flagsIn();
   setStatus(ST_OK);
   // Everything rare at entry behind one test (pending completions, events, immediate_exit).
   const pf = load<u32>(S + VS_PENDING_FLAGS);
-  if (pf != 0 || load<u32>(S + VS_REPLAY_COUNT) != 0 || mode == MODE_V86 ||
-    load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT) != 0 || eventsPending) {
+  const replays = load<u32>(S + VS_REPLAY_COUNT);
+  const immediate = <u32>load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT);
+  if ((pf | replays | immediate) != 0 || mode == MODE_V86 || eventsPending) {
+    if (completeFast(pf, replays, immediate)) return runLoop(budget, true);
     const r = entrySlow(pf);
     if (r >= 0) return r;
   }
-  return runLoop(budget);
+  return runLoop(budget, false);
+}
+
+/**
+ * VS_DIRTY after nothing but KVM_SET_REGS: bit 1 alone (bit 0, the full refresh, is what
+ * every other state write sets; src/vcpu.ts).
+ */
+const DIRTY_REGS_ONLY: u32 = 2;
+
+/**
+ * Entry after KVM_SET_REGS only (GPRs, RIP, RFLAGS): the TLB, fetch window (it is keyed by
+ * IP), debug state and CPUID-derived values stay; RFLAGS is reloaded and the mode
+ * recomputed (RFLAGS.VM).
+ */
+function enterRegs(): void {
+  store<u32>(S + VS_DIRTY, 0);
+  recomputeMode();
+  flagsIn();
+}
+
+/** Entry after a TS write (VS_DIRTY) or for another vCPU: select it, recompute the caches, load RFLAGS. */
+function enter(runBase: i32): void {
+  selectVcpu(runBase);
+  lastRun = runBase;
+  store<u32>(S + VS_DIRTY, 0);
+  refresh();
+  flagsIn();
+}
+
+/**
+ * The common completions on their own: an OUT / MMIO store that exited as the
+ * instruction's last action (PEND_PIO_OUT / PEND_MMIO_WRITE) or an IN waiting for its
+ * data (PEND_PIO_IN_RAX), with its one fragment logged, RIP still at it and nothing else
+ * due (no immediate_exit, queued event, virtual-8086 mode or per-instruction feature):
+ * commit it (IN: the data into RAX) and retire it as completePending() does.
+ * False: take entrySlow().
+ */
+@inline function completeFast(pf: u32, replays: u32, immediate: u32): bool {
+  const inRax = pf == (PEND_PIO_IN | PEND_PIO_IN_RAX);
+  if ((pf != PEND_PIO_OUT && pf != PEND_MMIO_WRITE && !inRax) || replays != 1 || immediate != 0 ||
+    mode == MODE_V86 || eventsPending || rip() != load<u64>(S + VS_PENDING_INSN_RIP) || !plainStepping()) return false;
+  store<u32>(S + VS_PENDING_FLAGS, 0);
+  // IN (KVM's complete_fast_pio_in): the data userspace left in the PIO page, the IN's size
+  // from its replay fragment.
+  if (inRax) setInResult(<i32>replayLastLen(), load<u32>(RUN + KVM_PIO_PAGE_OFFSET * PAGE_SIZE));
+  retirePending();
+  replayClear();
+  return true;
 }
 
 /** The rare part of run() entry; returns an exit reason (finished) or -1 to run the loop. */
@@ -205,13 +257,23 @@ function entrySlow(pf: u32): i32 {
   return -1;
 }
 
-/** The instruction loop of run(): the fast path (stepMany) or one instruction at a time. */
-function runLoop(budget: i32): i32 {
+/**
+ * The instruction loop of run(): the fast path (stepMany) or one instruction at a time.
+ * `plain`: the caller has just checked that the fast path applies (empty replay log,
+ * plainStepping()).
+ */
+function runLoop(budget: i32, plain: bool): i32 {
   let done = 0;
   while (true) {
     if (done >= budget) return finish(KVM_EXIT_INTR);
-    if (replayCount() == 0 && plainStepping()) {
+    if (plain || (replayCount() == 0 && plainStepping())) {
+      plain = false;
       done += stepMany(budget - done);
+    } else if (plainStepping()) {
+      // Re-execution with logged fragments (an MMIO read completing by replay): one
+      // step(), which clears the log and counts the instruction; nothing per-instruction to check.
+      step();
+      if (status == ST_OK) { done++; continue; }
     } else {
       const f = getFlags();
       if (execBpArmed && (f & RFLAGS_RF) == 0) {

@@ -288,6 +288,22 @@ let fEaSeg: i32 = SEG_DS;
     if (op != ALU_CMP) setReg(0, s, r);
     return nextRip(ip, len, m64, d32);
   }
+  // IN/OUT and HLT before the switch (a chain of compares): their exits are what an
+  // exit-heavy guest runs most.
+  if ((b & 0xf4) == 0xe4) { // IN / OUT (E4-E7, EC-EF)
+    const s = (b & 1) == 0 ? 1 : (m64 || d32 ? 4 : 2);
+    const port = b < 0xe8 ? <i32>m : <i32>(load<u64>(g + 16) & 0xffff);
+    setRip(ip);
+    bounds(ip, pre + (b < 0xe8 ? 2 : 1));
+    if ((b & 2) == 0) sysIn(port, s); else sysOut(port, s);
+    return FAST_SYNC;
+  }
+  if (b == 0xf4) { // HLT (commits, then exits)
+    setRip(ip);
+    bounds(ip, pre + 1);
+    sysHlt();
+    return FAST_SYNC;
+  }
   switch (b) {
     case 0x50: case 0x51: case 0x52: case 0x53: case 0x54: case 0x55: case 0x56: case 0x57: { // PUSH r
       const s = m64 ? 8 : size;
@@ -407,19 +423,6 @@ let fEaSeg: i32 = SEG_DS;
       retNear(0);
       return FAST_SYNC;
     }
-    case 0xe4: case 0xe5: case 0xe6: case 0xe7: case 0xec: case 0xed: case 0xee: case 0xef: { // IN / OUT
-      const s = (b & 1) == 0 ? 1 : (m64 || d32 ? 4 : 2);
-      const port = b < 0xe8 ? <i32>m : <i32>(load<u64>(g + 16) & 0xffff);
-      setRip(ip);
-      bounds(ip, pre + (b < 0xe8 ? 2 : 1));
-      if ((b & 2) == 0) sysIn(port, s); else sysOut(port, s);
-      return FAST_SYNC;
-    }
-    case 0xf4: // HLT (commits, then exits)
-      setRip(ip);
-      bounds(ip, pre + 1);
-      sysHlt();
-      return FAST_SYNC;
     default:
       return FAST_MISS;
   }

@@ -16,15 +16,20 @@ import { MODE_REAL, MODE_V86, RFLAGS_DF, RFLAGS_IOPL, cpl, mode } from "./mode";
 import { PEND_PIO_IN, PEND_PIO_OUT, peekCode, pendRetire, probeWrite, readMem, readSys, writeMem } from "./mem";
 import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayCount, replayData, replayNext } from "./replay";
 import { getFlags } from "./core_link";
+import { flagsOther } from "./flags";
 import { exitTo, internalErrorEmulation } from "../kvm/exits";
 
 const PIO_DATA: i32 = KVM_PIO_PAGE_OFFSET * PAGE_SIZE;
 
 /** IO permission (SDM vol. 1 §19.5): CPL <= IOPL, else the TSS bitmap must allow every byte. */
-function ioAllowed(port: i32, size: i32): bool {
-  if (mode == MODE_REAL) return true;
-  const iopl = <i32>((getFlags() & RFLAGS_IOPL) >> 12);
-  if (mode != MODE_V86 && cpl() <= iopl) return true;
+@inline function ioAllowed(port: i32, size: i32): bool {
+  // CPL 0 outside virtual-8086 mode is always <= IOPL (IOPL is not an arithmetic flag: flagsOther).
+  if (mode == MODE_REAL || (mode != MODE_V86 && cpl() <= <i32>((flagsOther & RFLAGS_IOPL) >> 12))) return true;
+  return ioBitmapAllowed(port, size);
+}
+
+/** The TSS IO-permission bitmap check of ioAllowed() (CPL > IOPL, or virtual-8086 mode). */
+function ioBitmapAllowed(port: i32, size: i32): bool {
   const type = load<u8>(S + VS_SEG_TR_TYPE) & 0xf;
   const limit = <u64>load<u32>(S + VS_SEG_TR_LIMIT);
   if ((type != 9 && type != 11) || limit < 0x67) { gp0(); return false; }
@@ -59,12 +64,23 @@ function ioExit(dir: i32, port: i32, size: i32, count: u32): void {
 
 @inline function sizeMask(size: i32): u32 { return size >= 4 ? 0xffffffff : ((<u32>1 << (<u32>size << 3)) - 1); }
 
+/**
+ * Pending-completion bit (VS_PENDING_FLAGS, next to mem.ts's PEND_*) of an IN exit whose
+ * instruction commits nothing but RAX and RIP once the data is in (sys_io.ts execIn, the
+ * only caller of portIn): re-entry completes it like KVM's complete_fast_pio_in (the data
+ * into AL/AX/EAX, RIP past the IN) instead of replaying, when RIP is still at the IN.
+ * Always set together with PEND_PIO_IN, whose replay completion stays the fallback.
+ */
+export const PEND_PIO_IN_RAX: u32 = 128;
+
 /** IN of `size` (1, 2, 4) bytes from `port`: the value, or an exit (status ST_EXIT) / #GP. */
 export function portIn(port: i32, size: i32): u32 {
   port &= 0xffff;
   if (!ioAllowed(port, size)) return 0;
   if (replayNext(RK_PIO_IN, <u64>port, <u32>size)) return <u32>replayData & sizeMask(size);
+  const only = replayCount() == 0;
   if (!replayAppend(RK_PIO_IN, <u64>port, <u32>size, 0)) { internalErrorEmulation(); return 0; }
+  if (only) pendRetire(PEND_PIO_IN_RAX);
   store<u32>(RUN + PIO_DATA, 0);
   ioExit(KVM_EXIT_IO_IN, port, size, 1);
   return 0;

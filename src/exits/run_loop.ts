@@ -197,6 +197,7 @@ export function runUntil(vcpu: RunnableVcpu, opts: RunUntilOptions = {}): RunRes
   const runBase = vcpu.runBase;
   vcpu.getMpState(); // throws if the vCPU was removed
   const st = new LoopState();
+  const dispatchOpts = { handlers, hooks: opts.hooks };
 
   const finish = (s: StopReason): RunResult => {
     for (const b of [pio, mmio]) flushSinks(b);
@@ -251,7 +252,7 @@ export function runUntil(vcpu: RunnableVcpu, opts: RunUntilOptions = {}): RunRes
     }
     const exit = decodeExit(run);
     counts[exit.reason]++;
-    const outcome = dispatchExit(exit, ctx, { handlers, hooks: opts.hooks });
+    const outcome = dispatchExit(exit, ctx, dispatchOpts);
     opts.onExit?.(exit, outcome);
     if (recorded && exit.reason !== "intr") recorded.push(snapshotExit(exit));
     if (exit.reason === "intr") st.exits--; // not a guest exit
