@@ -5,7 +5,7 @@ import {
   RAX, RBP, RBX, RCX, RDX, RSP, S, SEG_CS, SEG_DS, SEG_ES, SEG_FS, SEG_GS, SEG_SS, ST_OK, reg64, setReg64, setRip,
   status,
 } from "./cpu";
-import { addrSize, ea, eaSeg, modrmMod, modrmReg, modrmRm, nextIp, opSize, rex, segOverride, setEa } from "./decode_state";
+import { addrSize, ea, eaSeg, modrmMod, modrmReg, modrmRm, nextIp, opSize, rex, segOverride, setEa, setNextIp } from "./decode_state";
 import {
   ALU_AND, ALU_CMP, alu, aluDec, aluInc, aluNeg, divide128, divQuot, divRem, idivide128, imulTrunc, mulhs, mulhu,
   setMulFlags, shift,
@@ -767,6 +767,7 @@ export function execOneByte(b: u32): void {
       return;
     }
     case 0x8f: { // POP r/m (group 1A /0)
+      const modrmAt = nextIp;
       decodeModrm(0);
       if (!ok()) return;
       if ((modrmReg & 7) != 0) { sysUnsupported(); return; } // XOP
@@ -774,6 +775,10 @@ export function execOneByte(b: u32): void {
       const sp = reg64(RSP);
       const v = pop(s);
       if (!ok()) return;
+      // SDM POP: an RSP-based destination address is computed after RSP is
+      // incremented, so decode ModRM again with the new RSP (the bytes were
+      // fetched once already: this cannot fault).
+      if (modrmMod != 3) { setNextIp(modrmAt); decodeModrm(0); }
       writeRM(s, v);
       if (!ok()) { setReg64(RSP, sp); return; }
       done();

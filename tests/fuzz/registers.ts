@@ -1,0 +1,73 @@
+/** General-purpose register names by width, and the memory-operand size keywords. @module */
+
+export const GPRS64 = [
+  "rax",
+  "rbx",
+  "rcx",
+  "rdx",
+  "rsi",
+  "rdi",
+  "rbp",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
+] as const;
+export const R32 = [
+  "eax",
+  "ebx",
+  "ecx",
+  "edx",
+  "esi",
+  "edi",
+  "ebp",
+  "r8d",
+  "r9d",
+  "r10d",
+  "r11d",
+  "r12d",
+  "r13d",
+  "r14d",
+  "r15d",
+];
+export const R16 = [
+  "ax",
+  "bx",
+  "cx",
+  "dx",
+  "si",
+  "di",
+  "bp",
+  "r8w",
+  "r9w",
+  "r10w",
+  "r11w",
+  "r12w",
+  "r13w",
+  "r14w",
+  "r15w",
+];
+export const R8 = [
+  "al",
+  "bl",
+  "cl",
+  "dl",
+  "sil",
+  "dil",
+  "bpl",
+  "r8b",
+  "r9b",
+  "r10b",
+  "r11b",
+  "r12b",
+  "r13b",
+  "r14b",
+  "r15b",
+];
+export type Width = 8 | 16 | 32 | 64;
+export const REGS: Record<Width, readonly string[]> = { 8: R8, 16: R16, 32: R32, 64: GPRS64 };
+export const SIZE_KW: Record<Width, string> = { 8: "byte", 16: "word", 32: "dword", 64: "qword" };
