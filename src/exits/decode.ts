@@ -18,6 +18,8 @@ import { exitReasonName, KVM_CONSTANTS as K } from "../abi/constants.ts";
 import { PAGE_SIZE, RUN_MMAP_SIZE } from "../abi/memory_map.ts";
 import { StaleExitError } from "../errors.ts";
 import type { VcpuExit } from "./exit.ts";
+import type { IoExit } from "./io.ts";
+import type { MmioExit } from "./mmio.ts";
 import { INTERNAL_ERROR_SUBERRORS } from "./internal_error.ts";
 import { MSR_EXIT_REASONS } from "./msr.ts";
 import { SYSTEM_EVENT_TYPES } from "./system_event.ts";
@@ -120,6 +122,27 @@ export class KvmRun {
   /** Throw {@link StaleExitError} unless `generation` is current. */
   check(reason: string, generation: number): void {
     if (generation !== this.generation) throw new StaleExitError(reason, generation, this.generation);
+  }
+
+  #lastPayload: Uint8Array | undefined;
+  #lastPayloadOff = -1;
+  /**
+   * The `len`-byte view at byte `off` of the mapping (an io exit's payload):
+   * the cached PIO-page views for 1/2/4 bytes, else the last one made when it
+   * fits, else a new one (string IO repeats the same batch size).
+   */
+  payloadView(off: number, len: number): Uint8Array {
+    if (off === PIO_PAGE) {
+      if (len === 1) return this.pio1;
+      if (len === 2) return this.pio2;
+      if (len === 4) return this.pio4;
+    }
+    const last = this.#lastPayload;
+    if (last !== undefined && this.#lastPayloadOff === off && last.length === len) return last;
+    const v = this.u8.subarray(this.base + off, this.base + off + len);
+    this.#lastPayload = v;
+    this.#lastPayloadOff = off;
+    return v;
   }
 
   /** The `len`-byte view of `mmio.data` (cached). */
@@ -227,6 +250,63 @@ function u64s(run: KvmRun, off: number, n: number): bigint[] {
   return out;
 }
 
+/**
+ * The io exit as decodeExit returns it: a class (prototype accessors) rather
+ * than an object literal with a getter, which V8 builds an order of magnitude
+ * slower — this object is made once per exit on the hot path.
+ */
+class IoExitView implements IoExit {
+  readonly reason = "io" as const;
+  readonly #run: KvmRun;
+  readonly #view: Uint8Array;
+  constructor(
+    run: KvmRun,
+    readonly generation: number,
+    readonly direction: "in" | "out",
+    readonly port: number,
+    readonly size: number,
+    readonly count: number,
+    readonly dataOffset: number,
+  ) {
+    this.#run = run;
+    this.#view = run.payloadView(dataOffset, count * size);
+  }
+  get data(): Uint8Array {
+    this.#run.check("io", this.generation);
+    return this.#view;
+  }
+  fill(value: number | bigint): void {
+    this.#run.check("io", this.generation);
+    const size = this.size;
+    for (let i = 0; i < this.count; i++) putLe(this.#view.subarray(i * size, (i + 1) * size), value);
+  }
+}
+
+/** The mmio exit as decodeExit returns it (a class for the reason given at {@link IoExitView}). */
+class MmioExitView implements MmioExit {
+  readonly reason = "mmio" as const;
+  readonly #run: KvmRun;
+  readonly #view: Uint8Array;
+  constructor(
+    run: KvmRun,
+    readonly generation: number,
+    readonly physAddr: number,
+    readonly len: number,
+    readonly isWrite: boolean,
+  ) {
+    this.#run = run;
+    this.#view = run.mmioView(len);
+  }
+  get data(): Uint8Array {
+    this.#run.check("mmio", this.generation);
+    return this.#view;
+  }
+  fill(value: number | bigint): void {
+    this.#run.check("mmio", this.generation);
+    putLe(this.#view, value);
+  }
+}
+
 function unknown(run: KvmRun, raw: number, malformed?: string): VcpuExit {
   const generation = run.generation;
   const view = run.u8.subarray(run.base + UNION, run.base + UNION + UNION_SIZE);
@@ -256,46 +336,14 @@ function decodeIo(run: KvmRun): VcpuExit {
       `count ${count} × size ${size} at data_offset ${dataOffset} exceeds the ${RUN_MMAP_SIZE}-byte mapping`,
     );
   }
-  const view = run.u8.subarray(run.base + dataOffset, run.base + dataOffset + count * size);
-  return {
-    reason: "io",
-    generation,
-    direction: dir === K.KVM_EXIT_IO_IN ? "in" : "out",
-    port: ioPort(run),
-    size,
-    count,
-    dataOffset,
-    get data() {
-      run.check("io", generation);
-      return view;
-    },
-    fill(value: number | bigint) {
-      run.check("io", generation);
-      for (let i = 0; i < count; i++) putLe(view.subarray(i * size, (i + 1) * size), value);
-    },
-  };
+  return new IoExitView(run, generation, dir === K.KVM_EXIT_IO_IN ? "in" : "out", ioPort(run), size, count, dataOffset);
 }
 
 function decodeMmio(run: KvmRun): VcpuExit {
   const generation = run.generation;
   const len = mmioLen(run);
   if (len < 1 || len > MMIO_DATA_MAX) return unknown(run, K.KVM_EXIT_MMIO, `len ${len}: expected 1-${MMIO_DATA_MAX}`);
-  const view = run.u8.subarray(run.base + MMIO_DATA, run.base + MMIO_DATA + len);
-  return {
-    reason: "mmio",
-    generation,
-    physAddr: mmioPhysAddr(run),
-    len,
-    isWrite: mmioIsWrite(run),
-    get data() {
-      run.check("mmio", generation);
-      return view;
-    },
-    fill(value: number | bigint) {
-      run.check("mmio", generation);
-      putLe(view, value);
-    },
-  };
+  return new MmioExitView(run, generation, mmioPhysAddr(run), len, mmioIsWrite(run));
 }
 
 function decodeInternal(run: KvmRun): VcpuExit {
