@@ -178,18 +178,16 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
     if (this.mem.count >= MAX_MEMSLOTS) {
       throw new InvalidArgumentError("memory region", `all ${MAX_MEMSLOTS} memslots are in use`);
     }
-    const hva = this.#pool.alloc(size);
+    const hva = this.#pool.allocZeroed(size, this.u8);
     let dirty = 0;
     if (flags & K.KVM_MEM_LOG_DIRTY_PAGES) {
       try {
-        dirty = this.#pool.alloc(dirtyBytes(size));
+        dirty = this.#pool.allocZeroed(dirtyBytes(size), this.u8);
       } catch (e) {
         this.#pool.free(hva, size);
         throw e;
       }
-      this.u8.fill(0, dirty, dirty + dirtyBytes(size));
     }
-    this.u8.fill(0, hva, hva + size);
     const region: Region = {
       slot,
       gpa,
@@ -211,8 +209,7 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
     const r = this.mem.checkFlags(slot, flags);
     const log = (flags & K.KVM_MEM_LOG_DIRTY_PAGES) !== 0;
     if (log && r.dirty === 0) {
-      r.dirty = this.#pool.alloc(dirtyBytes(r.size));
-      this.u8.fill(0, r.dirty, r.dirty + dirtyBytes(r.size));
+      r.dirty = this.#pool.allocZeroed(dirtyBytes(r.size), this.u8);
     } else if (!log && r.dirty !== 0) {
       this.#pool.free(r.dirty, dirtyBytes(r.size));
       r.dirty = 0;

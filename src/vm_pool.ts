@@ -16,10 +16,26 @@ interface Extent {
 
 export class RamPool {
   #free: Extent[];
+  /** End of the highest extent ever handed out: memory above it is still as the fresh WebAssembly.Memory left it (zero). */
+  #highWater: number;
 
   /** A pool of `[base, base + size)` (absolute offsets in the shared memory). */
   constructor(readonly base: number, readonly size: number) {
     this.#free = [{ start: base, end: base + size }];
+    this.#highWater = base;
+  }
+
+  /**
+   * Allocate like {@link alloc} and zero the result in `u8` (the whole shared
+   * memory): only the part below the high-water mark can hold old data, so a
+   * fresh VM's RAM is neither written nor committed here.
+   */
+  allocZeroed(bytes: number, u8: Uint8Array): number {
+    const before = this.#highWater;
+    const at = this.alloc(bytes);
+    const end = Math.min(at + Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE, before);
+    if (end > at) u8.fill(0, at, end);
+    return at;
   }
 
   /** Allocate `bytes` (rounded up to 4 KiB); returns the absolute offset. Memory is zeroed by the caller. */
@@ -31,6 +47,7 @@ export class RamPool {
       const at = e.start;
       e.start += len;
       if (e.start === e.end) this.#free.splice(i, 1);
+      if (at + len > this.#highWater) this.#highWater = at + len;
       return at;
     }
     throw new PoolExhaustedError(len, this.largestFree(), this.size);

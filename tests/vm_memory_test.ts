@@ -171,3 +171,23 @@ Deno.test("physPageAlloc() hands out each page once, at or above paddrMin", () =
   assert.throws(() => vm.physPageAlloc(0x10), NotPageAlignedError);
   assert.throws(() => vm.physPageAlloc(0, 9), NoSuchSlotError);
 });
+
+Deno.test("a region's backing reads zero: fresh pool memory is not rewritten, a reused backing is cleared", () => {
+  const vm = createVm({ ramPoolSize: 1 << 20 });
+  const a = vm.addMemoryRegion({ slot: 0, gpa: 0, pages: 4, flags: K.KVM_MEM_LOG_DIRTY_PAGES });
+  const b = vm.addMemoryRegion({ slot: 1, gpa: 0x10000, pages: 2 });
+  assert.ok(vm.u8.subarray(a.hva, a.hva + 4 * 4096).every((x) => x === 0));
+  vm.u8.fill(0xa5, a.hva, a.hva + 4 * 4096);
+  vm.u8.fill(0x5a, b.hva, b.hva + 2 * 4096);
+  vm.removeMemoryRegion(0);
+  // First fit hands the freed backing (and part of it for the dirty bitmap) out again: cleared.
+  const c = vm.addMemoryRegion({ slot: 2, gpa: 0x20000, pages: 4, flags: K.KVM_MEM_LOG_DIRTY_PAGES });
+  assert.equal(c.hva, a.hva);
+  assert.ok(vm.u8.subarray(c.hva, c.hva + 4 * 4096).every((x) => x === 0));
+  assert.deepEqual(vm.getDirtyLog(2), new Uint8Array(vm.getDirtyLog(2).length));
+  // Memory above the high-water mark was never handed out: still zero.
+  const d = vm.addMemoryRegion({ slot: 3, gpa: 0x40000, pages: 8 });
+  assert.ok(d.hva > b.hva);
+  assert.ok(vm.u8.subarray(d.hva, d.hva + 8 * 4096).every((x) => x === 0));
+  assert.ok(vm.u8.subarray(b.hva, b.hva + 2 * 4096).every((x) => x === 0x5a), "the live region is untouched");
+});
