@@ -9,11 +9,11 @@ import {
 } from "../abi.generated";
 import { RCX, RDI, RSI, RUN, S, SEG_DS, SEG_ES, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
 import { addrSize, nextIp, opSize, repPrefix, segOverride } from "./decode_state";
-import { ACC_WRITE, PRIV_SUP, PRIV_USER } from "./paging";
+import { ACC_READ, ACC_WRITE, PRIV_SUP, PRIV_USER } from "./paging";
 import { segLinear } from "./segments";
 import { gp0 } from "./exceptions";
 import { MODE_REAL, MODE_V86, RFLAGS_DF, RFLAGS_IOPL, cpl, mode } from "./mode";
-import { PEND_PIO_IN, PEND_PIO_OUT, peekCode, pendRetire, probeWrite, readMem, readSys, writeMem } from "./mem";
+import { PEND_PIO_IN, PEND_PIO_OUT, bulkHost, peekCode, pendRetire, probeWrite, readMem, readSys, writeMem } from "./mem";
 import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayCount, replayData, replayNext } from "./replay";
 import { getFlags } from "./core_link";
 import { flagsOther } from "./flags";
@@ -151,6 +151,13 @@ export function execIns(): void {
   }
   let d = di;
   const step: u64 = down ? <u64>-size : <u64>size;
+  const len = size * <i32>n;
+  const h = down ? -1 : bulkHost(SEG_ES, di, len, ACC_WRITE);
+  if (h >= 0) {
+    memory.copy(<usize>h, <usize>(RUN + PIO_DATA), <usize>len);
+    finishString(RDI, di + <u64>len, rep, cnt - n);
+    return;
+  }
   for (let i: u64 = 0; i < n; i++) {
     const v = loadPio(<i32>i, size);
     writeMem(SEG_ES, d & m, size, v);
@@ -179,7 +186,10 @@ export function execOuts(): void {
     finishString(RSI, si + step * n, rep, cnt - n);
     return;
   }
-  for (let i: u64 = 0; i < n; i++) {
+  const len = size * <i32>n;
+  const h = down ? -1 : bulkHost(seg, si, len, ACC_READ);
+  if (h >= 0) memory.copy(<usize>(RUN + PIO_DATA), <usize>h, <usize>len);
+  else for (let i: u64 = 0; i < n; i++) {
     const v = readMem(seg, s & m, size);
     if (status != ST_OK) return;
     storePio(<i32>i, size, v);

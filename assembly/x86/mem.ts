@@ -6,7 +6,7 @@ import {
   KVM_RUN_MMIO_LEN, KVM_RUN_MMIO_PHYS_ADDR, TLB_HOST, TLB_PERM, TLB_TAG, VS_CR4, VS_PENDING_FLAGS,
   VS_PENDING_INSN_RIP, VS_PENDING_RIP, VS_REPLAY_COUNT, VS_SEG_CS_BASE, VS_SEG_CS_LIMIT,
 } from "../abi.generated";
-import { RSP, RUN, S, SEG_SS, ST_OK, reg64, setReg64, status } from "./cpu";
+import { RSP, RUN, S, SEG_FS, SEG_GS, SEG_SS, ST_OK, reg64, setReg64, status } from "./cpu";
 import { insnStart, nextIp, setNextIp } from "./decode_state";
 import { gp0 } from "./exceptions";
 import { fwDelta, fwHi, fwLo, setFetchWindow } from "./fetchwin";
@@ -16,7 +16,7 @@ import { findSlot, markDirtyFound, slotFlags, slotGpa, slotHostOf, slotSize } fr
 import {
   RK_MMIO_READ, RK_MMIO_WRITE, replayAppend, replayData, replayNext,
 } from "./replay";
-import { canonical, segLinear } from "./segments";
+import { canonical, segBase, segLinear } from "./segments";
 import { P_SW, P_UW, mmioFill, mmioGpaPage, mmioPerm, mmioTag, tlbEntry, tlbFill } from "./tlb";
 import { getFlags } from "./core_link";
 import { exitTo, internalErrorEmulation } from "../kvm/exits";
@@ -242,6 +242,24 @@ export function writeMemFinal(seg: i32, off: u64, size: i32, v: u64): void {
   if (dataBpArmed) noteDataAccess(lin, size, true);
   finalWrite = true;
   writeLin(lin, size, v, privNow());
+}
+
+/**
+ * A host address for `len` bytes (one string-IO batch) at `seg:off` when the
+ * element-by-element readMem/writeMem would certainly touch plain RAM on one
+ * page with no side effect: 64-bit mode, no data breakpoints, a canonical,
+ * page-contained range and a TLB hit with the access's permission. Otherwise
+ * -1 and nothing happened (the caller takes the element loop, which faults,
+ * exits or fills the TLB as it must).
+ */
+export function bulkHost(seg: i32, off: u64, len: i32, acc: i32): i64 {
+  if (mode != MODE_LONG || dataBpArmed) return -1;
+  let lin = off;
+  if (seg == SEG_FS || seg == SEG_GS) lin += segBase(seg);
+  if (!canonical(lin) || <i32>(lin & 0xfff) + len > 4096) return -1;
+  const e = tlbEntry(lin);
+  if (load<u64>(e + TLB_TAG) != (lin >> 12) + 1 || (load<u32>(e + TLB_PERM) & permNeed(acc, privNow())) == 0) return -1;
+  return <i64>(<u64>load<u32>(e + TLB_HOST) + (lin & 0xfff));
 }
 
 // ---- System-structure access (GDT/LDT/IDT/TSS): implicit supervisor accesses ----
