@@ -436,6 +436,21 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
     this.#syncVcpuCount();
   }
 
+  /**
+   * kvm_vm_free: remove every vCPU (their run()s throw from now on) and every
+   * memory region, so the VM holds no guest state; the shared memory is
+   * released when the last reference to the VM goes. Idempotent. The kvm
+   * backend's VM has the same method (it closes the fds).
+   */
+  close(): void {
+    for (const id of [...this.#vcpus.keys()]) this.removeVcpu(id);
+    for (const r of this.memoryRegions()) this.removeMemoryRegion(r.slot);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   /** vcpu_find (throws when absent). */
   vcpu(id: number): Vcpu {
     const v = this.#vcpus.get(id);

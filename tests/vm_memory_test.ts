@@ -191,3 +191,18 @@ Deno.test("a region's backing reads zero: fresh pool memory is not rewritten, a 
   assert.ok(vm.u8.subarray(d.hva, d.hva + 8 * 4096).every((x) => x === 0));
   assert.ok(vm.u8.subarray(b.hva, b.hva + 2 * 4096).every((x) => x === 0x5a), "the live region is untouched");
 });
+
+Deno.test("close() frees every vCPU and region; a closed VM's vCPU cannot run; close is idempotent", () => {
+  const vm = createVm({ ramPoolSize: 1 << 20 });
+  vm.addMemoryRegion({ slot: 0, gpa: 0, pages: 4 });
+  vm.addMemoryRegion({ slot: 1, gpa: 0x10000, pages: 2 });
+  const vcpu = vm.addVcpu(0);
+  vm.close();
+  assert.deepEqual(vm.memoryRegions(), []);
+  assert.throws(() => vcpu.runRaw(), /removed/);
+  vm.close();
+  {
+    using vm2 = createVm({ ramPoolSize: 1 << 20 });
+    vm2.addMemoryRegion({ slot: 0, gpa: 0, pages: 1 });
+  }
+});

@@ -134,4 +134,6 @@ export interface GuestVm extends GuestPhys {
   enableUserSpaceMsr(mask: number): void;
   enableHypercallExit(mask: number): void;
   runUntil(vcpu: GuestVcpu, opts?: RunUntilOptions): RunResult;
+  /** Free the VM (kvm_vm_free): its vCPUs cannot run afterwards. */
+  close(): void;
 }
