@@ -20,6 +20,8 @@ export const MSR_FILTER_BITMAP_BYTES: i32 = 16384;
 export const MAX_VCPUS: i32 = 64;
 export const TLB_ENTRIES: i32 = 512;
 export const REPLAY_ENTRIES: i32 = 8;
+export const JIT_ENTRIES: i32 = 64;
+export const JIT_HOT_DEFAULT: i32 = 2048;
 
 // KVM constants (src/abi/constants.ts)
 export const KVM_EXIT_UNKNOWN: i32 = 0;
@@ -222,8 +224,8 @@ export const CPUID_ECX: i32 = 20;
 export const CPUID_EDX: i32 = 24;
 export const CPUID_PADDING: i32 = 28;
 
-// struct vcpu_state: 9120 bytes
-export const VS_SIZEOF: i32 = 9120;
+// struct vcpu_state: 10664 bytes
+export const VS_SIZEOF: i32 = 10664;
 export const VS_GPR: i32 = 0;
 export const VS_RIP: i32 = 128;
 export const VS_RFLAGS: i32 = 136;
@@ -400,6 +402,14 @@ export const VS_TLB: i32 = 928;
 export const VS_TLB_TAG: i32 = 928;
 export const VS_TLB_HOST: i32 = 936;
 export const VS_TLB_PERM: i32 = 940;
+export const VS_JIT_HOT: i32 = 9120;
+export const VS_PAD2: i32 = 9124;
+export const VS_JIT: i32 = 9128;
+export const VS_JIT_IP: i32 = 9128;
+export const VS_JIT_HOST: i32 = 9136;
+export const VS_JIT_INDEX: i32 = 9140;
+export const VS_JIT_COUNT: i32 = 9144;
+export const VS_JIT_PAD: i32 = 9148;
 
 // struct kvm_segment: 24 bytes
 export const SEG_SIZEOF: i32 = 24;
@@ -435,3 +445,11 @@ export const TLB_SIZEOF: i32 = 16;
 export const TLB_TAG: i32 = 0;
 export const TLB_HOST: i32 = 8;
 export const TLB_PERM: i32 = 12;
+
+// struct jit_entry: 24 bytes
+export const JIT_SIZEOF: i32 = 24;
+export const JIT_IP: i32 = 0;
+export const JIT_HOST: i32 = 8;
+export const JIT_INDEX: i32 = 12;
+export const JIT_COUNT: i32 = 16;
+export const JIT_PAD: i32 = 20;

@@ -33,6 +33,9 @@ const args = [
   "--memoryBase",
   String(STATIC_SIZE / 2),
   "--noExportMemory",
+  // Translated blocks (src/jit/) are appended to the instance's own table and
+  // called through it (assembly/x86/jit.ts).
+  "--importTable",
 ];
 const cmd = new Deno.Command("node", {
   args: ["node_modules/assemblyscript/bin/asc.js", ...args],

@@ -54,6 +54,8 @@ export function generateAbi(): string {
       "MAX_VCPUS",
       "TLB_ENTRIES",
       "REPLAY_ENTRIES",
+      "JIT_ENTRIES",
+      "JIT_HOT_DEFAULT",
     ] as const
   ) {
     lines.push(`export const ${k}: i32 = ${vs[k]};`);
@@ -73,6 +75,7 @@ export function generateAbi(): string {
     [vs.KVM_DTABLE, "dtable"],
     [vs.REPLAY_ENTRY, "replay"],
     [vs.TLB_ENTRY, "tlb"],
+    [vs.JIT_ENTRY, "jit"],
   ];
   for (const [def, prefix] of structs) lines.push("", ...structConsts(def, prefix));
   return lines.join("\n") + "\n";

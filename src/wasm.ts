@@ -6,11 +6,14 @@
  * @module
  */
 import { MAX_MEMORY_BYTES, RAM_POOL_BASE, WASM_PAGE } from "./abi/memory_map.ts";
+import { createJit, type JitStats } from "./jit/runtime.ts";
 
 /** The functions the WASM core exports (docs/core-contract.md). */
 export interface CoreExports {
   /** KVM_RUN: run the vCPU whose kvm_run page is at `runBase`; returns the exit reason. */
   run(runBase: number, budget: number): number;
+  /** This instance's block translator counters (src/jit/runtime.ts); not a core export. */
+  jitStats?: JitStats;
 }
 
 let cached: WebAssembly.Module | undefined;
@@ -44,8 +47,16 @@ export function createSharedMemory(bytes: number): WebAssembly.Memory {
   return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
 }
 
-/** Instantiate the core on `memory`. */
+/**
+ * Instantiate the core on `memory`, with its own function table and block
+ * translator (src/jit/runtime.ts): the one place where the core's imports are made.
+ */
 export function instantiateCore(memory: WebAssembly.Memory, module: WebAssembly.Module = coreModule()): CoreExports {
-  const instance = new WebAssembly.Instance(module, { env: { memory } });
-  return instance.exports as unknown as CoreExports;
+  const jit = createJit(memory);
+  const instance = new WebAssembly.Instance(module, {
+    env: { memory, table: jit.table, jitCompile: jit.jitCompile },
+  });
+  // Older builds (A/B comparisons) neither import jitCompile nor export its globals.
+  if (WebAssembly.Module.imports(module).some((i) => i.name === "jitCompile")) jit.bind(instance.exports);
+  return { run: instance.exports.run as CoreExports["run"], jitStats: jit.stats };
 }

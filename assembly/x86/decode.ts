@@ -23,7 +23,8 @@
 //   either run as an instruction (it always does) or call breakLoop().
 // - Fast paths, both prefix-free (REX allowed): in 32/64-bit code fastrun.ts
 //   fastRun() runs the commonest instructions back to back (one 64-bit fetch per
-//   instruction, flag op + Jcc macro-fused; its header has the rules); what it
+//   instruction, flag op + Jcc macro-fused, hot register-only loops run as
+//   translated WASM through jit.ts; its header has the rules); what it
 //   declines goes to fastStep() below (Jcc rel8, INC/DEC r, ALU/MOV/TEST r,r, ALU
 //   r,imm8, MOV r <-> [base+disp8/32], PUSH/POP, CALL/RET, IN/OUT, HLT, any code
 //   size); everything else takes the general decoder (prefixes, ModRM/SIB, one-byte

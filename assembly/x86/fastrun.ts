@@ -27,6 +27,12 @@
 //   counter) with fewer checks; the switch fuses every other pair.
 // - Flags go through flags.ts like everywhere else (setLazy*, cond): keeping
 //   them in locals here was measured slower (register spills in the loop).
+// - Translated loops (jit.ts): at every taken backward branch whose target is
+//   inside the fetch window, jitProbe() runs the target's translation if it has
+//   one (whole iterations within the remaining budget; it self-checks its code
+//   bytes, RIP, host address and mode, so a stale one never runs) and the loop
+//   goes on at jitIp with its retired count added; otherwise it counts the
+//   target toward translation and fastRun interprets on.
 import { TLB_HOST, TLB_PERM, TLB_TAG } from "../abi.generated";
 import { ALU_ADC, ALU_ADD, ALU_AND, ALU_CMP, ALU_OR, ALU_SBB, ALU_XOR } from "./alu";
 import {
@@ -34,6 +40,7 @@ import {
   setLazyCarry, setLazyIncDec,
 } from "./flags";
 import { tlbEntry } from "./tlb";
+import { jitIp, jitProbe } from "./jit";
 
 /** RIP after the last instruction fastRun() retired. */
 export let runIp: u64 = 0;
@@ -109,6 +116,15 @@ const NO_JCC: u64 = 0x8000000000000000;
 }
 
 /**
+ * At a taken backward branch to t (a loop): its translation (jit.ts) runs from
+ * there if it has one; returns the instructions it retired (then RIP = jitIp).
+ */
+@inline function jitAt(t: u64, budget: i32, m64: bool, wLo: u64, span: u64, wDelta: u64, g: i32): i32 {
+  if (t - wLo > span) return 0;
+  return jitProbe(t, <u32>(wDelta + t), m64, <i32>(span + 16 - (t - wLo)), budget, g);
+}
+
+/**
  * Run up to n instructions from ip (see the contract above). `span` is
  * fwHi - 16 - fwLo, `g` the GPR array, `pr`/`pw` the TLB permission bits for a
  * data read/write at the current CPL.
@@ -133,11 +149,15 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
       const nip = ip + 4;
       i += 2;
       if ((r == 0) == ((w & 0x10000) == 0)) { // JZ and zero, or JNZ and not zero
-        const t = nip + sx8(w >> 24);
+        let t = nip + sx8(w >> 24);
         if (m64) {
           if (((t ^ nip) >> 47) != 0) { runIp = ip + 2; return i - 1; } // maybe non-canonical
-          ip = t;
-        } else ip = t & 0xffffffff;
+        } else t &= 0xffffffff;
+        if (t <= ip) {
+          const k = jitAt(t, n - i, m64, wLo, span, wDelta, g);
+          if (k != 0) { i += k; ip = jitIp; continue; }
+        }
+        ip = t;
       } else ip = nip;
       continue;
     }
@@ -157,8 +177,12 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         if (pre != 0) { runIp = ip; return i; }
         const t = jccAt(b & 15, ip, (w >> 8) & 0xff, m64);
         if (t == NO_JCC) { runIp = ip; return i; }
-        ip = t;
         i++;
+        if (t <= ip) {
+          const k = jitAt(t, n - i, m64, wLo, span, wDelta, g);
+          if (k != 0) { i += k; ip = jitIp; continue; }
+        }
+        ip = t;
         continue;
       }
       case 0x40: case 0x41: case 0x42: case 0x43: case 0x44: case 0x45: case 0x46: case 0x47:
@@ -360,12 +384,16 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
       }
       case 0xeb: case 0xe9: { // JMP rel8 / rel32
         const nip = ip + pre + (b == 0xeb ? 2 : 5);
-        const t = nip + (b == 0xeb ? sx8(x >> 8) : sx32(x >> 8));
+        let t = nip + (b == 0xeb ? sx8(x >> 8) : sx32(x >> 8));
         if (m64) {
           if (((t ^ nip) >> 47) != 0) { runIp = ip; return i; }
-          ip = t;
-        } else ip = t & 0xffffffff;
+        } else t &= 0xffffffff;
         i++;
+        if (t <= ip) {
+          const k = jitAt(t, n - i, m64, wLo, span, wDelta, g);
+          if (k != 0) { i += k; ip = jitIp; continue; }
+        }
+        ip = t;
         continue;
       }
       case 0x90: { // NOP (not XCHG r8, rAX)
@@ -385,8 +413,12 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
     if ((nb & 0xf0) == 0x70 && len <= 6 && i < n) {
       const t = jccFused(nb & 15, nip, (w >> (sh + 8)) & 0xff, fr, fsz, m64);
       if (t == NO_JCC) { runIp = nip; return i; }
-      ip = t;
       i++;
+      if (t <= ip) {
+        const k = jitAt(t, n - i, m64, wLo, span, wDelta, g);
+        if (k != 0) { i += k; ip = jitIp; continue; }
+      }
+      ip = t;
     } else ip = nip;
   }
   runIp = ip;

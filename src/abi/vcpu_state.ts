@@ -135,6 +135,34 @@ export const TLB_ENTRY = {
   ],
 } as const satisfies StructDef;
 
+/** Translated-block cache entries (assembly/x86/jit.ts, direct-mapped by guest RIP). */
+export const JIT_ENTRIES = 64;
+/**
+ * Entries of a loop head (taken backward branches to it) before it is translated, unless
+ * the state's jit_hot says otherwise: a translation costs about 1 ms, some 10^5 interpreted
+ * instructions, so only loops that keep running pay it back.
+ */
+export const JIT_HOT_DEFAULT = 2048;
+/** jit_hot value: never translate nor run translations. */
+export const JIT_NEVER = 0xffffffff;
+
+/** One translated-block cache entry: the block start and how hot it is or which translation runs it. */
+export const JIT_ENTRY = {
+  kind: "struct",
+  name: "jit_entry",
+  members: [
+    /** Guest RIP of the block start (a backward branch target). */
+    m("ip", "u64"),
+    /** Host byte offset of that RIP's code in the shared memory. */
+    m("host", "u32"),
+    /** Function-table index of the translation in this instance (> 0), 0 = counting, -1 = not translatable. */
+    m("index", "i32"),
+    /** Entries counted while not yet translated. */
+    m("count", "u32"),
+    m("pad", "u32"),
+  ],
+} as const satisfies StructDef;
+
 /** The vCPU's state block, after its 12 KiB kvm_run mapping. */
 export const VCPU_STATE = {
   kind: "struct",
@@ -201,6 +229,13 @@ export const VCPU_STATE = {
     m("pending_flags", "u32"),
     m("replay", REPLAY_ENTRY, REPLAY_ENTRIES),
     m("tlb", TLB_ENTRY, TLB_ENTRIES),
+    /**
+     * Entries of a loop head before it is translated (assembly/x86/jit.ts): 0 = JIT_HOT_DEFAULT,
+     * JIT_NEVER = never run translations (tests compare against the interpreter).
+     */
+    m("jit_hot", "u32"),
+    m("pad2", "u32"),
+    m("jit", JIT_ENTRY, JIT_ENTRIES),
   ],
 } as const satisfies StructDef;
 
@@ -212,5 +247,6 @@ export const INTERNAL_STRUCTS: readonly StructDef[] = [
   MSR_FILTER_RANGE,
   REPLAY_ENTRY,
   TLB_ENTRY,
+  JIT_ENTRY,
 ];
 export { KVM_CPUID_ENTRY2, KVM_DTABLE, KVM_SEGMENT };

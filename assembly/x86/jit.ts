@@ -1,0 +1,92 @@
+// Translated hot loops (the core side; the translator is src/jit/translate.ts).
+//
+// fastRun() calls jitRun() at every taken backward branch. A direct-mapped
+// cache in the state block (VS_JIT, keyed by RIP and the host address of its
+// code) counts entries; at VS_JIT_HOT of them (0: JIT_HOT_DEFAULT; all ones:
+// never translate, never run translations) the imported jitCompile() translates the
+// block at that RIP into a WASM function appended to the instance's function
+// table, or answers 0 (not translatable: the entry then stays -1).
+//
+// Contract of a translated function (jitFn):
+//   (ip: u64, host: i32, m64: i32, avail: i32, budget: i32, gpr: i32) -> i32
+// - It first checks that it was made for this (ip, host, m64), that the block
+//   fits in the `avail` bytes of the fetch window, and that the code bytes at
+//   `host` are still the ones it was made from; if not it returns -1 and
+//   changes nothing (a stale or foreign translation: never run). So nothing
+//   needs invalidating on TLB flushes, CR writes, mode changes or code writes.
+// - Otherwise it runs whole iterations of the loop (at most `budget`
+//   instructions; 0 if one iteration does not fit) with the GPRs in locals and
+//   the lazy flags in locals, then stores the GPRs, the flag globals of
+//   flags.ts (exported by index.ts and imported by the translation) exactly as
+//   interpreting would have left them, and the next RIP in `jitIp`; it returns
+//   the instructions retired. It never faults or exits (register-only code).
+// Indices come from this instance's table only (each instance has its own):
+// an index outside [jitLo, jitHi] (the entry was filled by another instance)
+// is dropped, and an index of this instance made for other code returns -1.
+import {
+  JIT_COUNT, JIT_ENTRIES, JIT_HOST, JIT_HOT_DEFAULT, JIT_INDEX, JIT_IP, JIT_SIZEOF, VS_JIT, VS_JIT_HOT,
+} from "../abi.generated";
+import { S } from "./cpu";
+
+/** RIP after the instructions the last translated call retired. */
+export let jitIp: u64 = 0;
+
+/** Range of table indices this instance's jitCompile() handed out (empty: lo > hi). */
+let jitLo: i32 = 0x7fffffff;
+let jitHi: i32 = 0;
+
+/** Translate the block at `ip` (code at `host`, `avail` bytes readable); returns its table index or 0. */
+@external("env", "jitCompile")
+declare function jitCompile(host: i32, ip: u64, m64: i32, avail: i32): i32;
+
+@inline function entryOf(ip: u64): i32 {
+  return S + VS_JIT + (<i32>((ip ^ (ip >> 7)) & <u64>(JIT_ENTRIES - 1))) * JIT_SIZEOF;
+}
+
+/** jitRun() behind an inlined check that answers 0 at once for a block found not translatable. */
+@inline export function jitProbe(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g: i32): i32 {
+  const e = entryOf(ip);
+  if (load<i32>(e + JIT_INDEX) < 0 && load<u64>(e + JIT_IP) == ip && load<u32>(e + JIT_HOST) == host) return 0;
+  return jitRun(ip, host, m64, avail, budget, g);
+}
+
+/**
+ * At a taken backward branch to `ip` (inside the fetch window with `avail`
+ * bytes to its end, code at `host`): run its translation if there is one, with
+ * at most `budget` instructions. Returns the instructions retired (0: nothing
+ * ran, interpret on); when nonzero the next RIP is in jitIp.
+ */
+export function jitRun(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g: i32): i32 {
+  const hot = load<u32>(S + VS_JIT_HOT);
+  if (hot == 0xffffffff) return 0;
+  const e = entryOf(ip);
+  if (load<u64>(e + JIT_IP) != ip || load<u32>(e + JIT_HOST) != host) {
+    store<u64>(e + JIT_IP, ip);
+    store<u32>(e + JIT_HOST, host);
+    store<i32>(e + JIT_INDEX, 0);
+    store<u32>(e + JIT_COUNT, 1);
+    return 0;
+  }
+  let idx = load<i32>(e + JIT_INDEX);
+  if (idx == 0) {
+    const c = load<u32>(e + JIT_COUNT) + 1;
+    store<u32>(e + JIT_COUNT, c);
+    if (c < (hot == 0 ? <u32>JIT_HOT_DEFAULT : hot)) return 0;
+    idx = jitCompile(<i32>host, ip, m64 ? 1 : 0, avail);
+    if (idx <= 0) { store<i32>(e + JIT_INDEX, -1); return 0; }
+    if (idx < jitLo) jitLo = idx;
+    if (idx > jitHi) jitHi = idx;
+    store<i32>(e + JIT_INDEX, idx);
+  }
+  if (idx < jitLo || idx > jitHi) { // not ours (-1: not translatable; else another instance's)
+    if (idx > 0) { store<i32>(e + JIT_INDEX, 0); store<u32>(e + JIT_COUNT, 0); }
+    return 0;
+  }
+  const r = call_indirect<i32>(<u32>idx, ip, <i32>host, m64 ? 1 : 0, avail, budget, g);
+  if (r < 0) { // stale: the code changed (or the window shrank); count afresh
+    store<i32>(e + JIT_INDEX, 0);
+    store<u32>(e + JIT_COUNT, 0);
+    return 0;
+  }
+  return r;
+}

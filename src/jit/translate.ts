@@ -1,0 +1,601 @@
+/**
+ * Translates a hot guest loop into a WebAssembly function
+ * (assembly/x86/jit.ts has the function's contract).
+ *
+ * What is translated: a block that starts at the loop head, is made only of
+ * register-only instructions of fastRun's subset (assembly/x86/fastrun.ts),
+ * decoded exactly as fastRun decodes them — ALU r,r / r,imm / eAX,imm (ADD OR
+ * ADC SBB AND SUB XOR CMP), TEST r,r, INC/DEC r, MOV r,r / r,imm, LEA (64-bit
+ * mode), NOP — and ends with a Jcc rel8 or JMP rel8/rel32 back to its own
+ * start. Anything else (memory operands, stack, calls, prefixes other than
+ * one REX, a branch elsewhere) is not translated: jitCompile answers 0 and the
+ * interpreter keeps running it.
+ *
+ * Semantics mirror fastrun.ts / flags.ts: GPRs live in locals (32-bit results
+ * zero-extended), the lazy flag state of flags.ts (ccOp ccSize ccRes ccA ccB
+ * ccCarry) in locals updated as setLazy / setLazyCarry / setLazyIncDec would,
+ * and written back to the core's globals at exit. Conditions and CF are
+ * computed from the statically known last flag-setting instruction of the
+ * iteration; before the first one of an iteration CF comes from the locals
+ * like getCF() (a helper function).
+ *
+ * @module
+ */
+import { Bytes, type Func, I32, I64, moduleBytes, OP, VOID } from "./wasm_emit.ts";
+
+// flags.ts CC_* values.
+const CC_EAGER = 0, CC_ADD = 1, CC_ADC = 2, CC_SUB = 3, CC_SBB = 4, CC_LOGIC = 5, CC_INC = 6, CC_DEC = 7;
+// alu.ts ALU_* (the x86 /r numbering).
+const ALU_ADD = 0, ALU_OR = 1, ALU_ADC = 2, ALU_SBB = 3, ALU_AND = 4, ALU_SUB = 5, ALU_XOR = 6, ALU_CMP = 7;
+
+/** Iterations per pass of the unrolled main loop. */
+const UNROLL = 4;
+
+/** The most instructions one translated iteration holds. */
+export const MAX_BLOCK_INSNS = 48;
+
+type Src = { reg: number } | { imm: bigint };
+type Insn =
+  | { k: "alu"; op: number; size: 4 | 8; d: number; s: Src }
+  | { k: "test"; size: 4 | 8; a: number; b: number }
+  | { k: "incdec"; dec: boolean; size: 4 | 8; r: number }
+  | { k: "mov"; size: 4 | 8; d: number; s: number }
+  | { k: "movi"; d: number; v: bigint }
+  | { k: "lea"; size: 4 | 8; d: number; base: number; index: number; scale: number; disp: bigint }
+  | { k: "nop" };
+type Branch = { k: "jcc"; cc: number; fall: bigint } | { k: "jmp" };
+
+/** A decoded loop: body, the closing branch (back to the start), total bytes and instructions. */
+export interface Loop {
+  body: Insn[];
+  branch: Branch;
+  len: number;
+  count: number;
+}
+
+const M64 = (1n << 64n) - 1n;
+const sx8 = (v: number) => BigInt((v << 24) >> 24);
+const sx32 = (v: number) => BigInt(v | 0);
+
+/**
+ * Decode the loop starting at guest `ip` whose code is `code` (the bytes up to
+ * the end of the fetch window). Returns undefined if it is not a translatable
+ * loop.
+ */
+export function decodeLoop(code: Uint8Array, ip: bigint, m64: boolean): Loop | undefined {
+  const body: Insn[] = [];
+  let p = 0;
+  const byte = (o: number): number => {
+    if (o >= code.length) throw new RangeError("past the window");
+    return code[o]!;
+  };
+  const u32 = (o: number) => (byte(o) | (byte(o + 1) << 8) | (byte(o + 2) << 16) | (byte(o + 3) << 24)) >>> 0;
+  try {
+    while (body.length < MAX_BLOCK_INSNS) {
+      const at = p;
+      let b = byte(p);
+      let rx = 0;
+      if ((b & 0xf0) === 0x40 && m64) {
+        rx = b;
+        b = byte(++p);
+      }
+      const pre = rx !== 0 ? 1 : 0;
+      const size: 4 | 8 = (rx & 8) !== 0 ? 8 : 4;
+      const m = () => byte(at + pre + 1);
+      const rmOf = (mm: number) => (mm & 7) | ((rx & 1) << 3);
+      const regOf = (mm: number) => ((mm >> 3) & 7) | ((rx & 4) << 1);
+      if (b >= 0x70 && b <= 0x7f || b === 0xeb || b === 0xe9) { // the closing branch
+        if (b !== 0xeb && b !== 0xe9 && pre !== 0) return undefined;
+        const len = b === 0xe9 ? pre + 5 : pre + 2;
+        const nip = ip + BigInt(at + len);
+        let t = nip + (b === 0xe9 ? sx32(u32(at + pre + 1)) : sx8(byte(at + pre + 1)));
+        if (m64) {
+          t &= M64;
+          if (((t ^ nip) >> 47n) !== 0n) return undefined; // fastRun leaves it to the general path
+        } else t &= 0xffffffffn;
+        if (t !== ip) return undefined;
+        const end = at + len;
+        // A Jcc must read flags set inside the block (conditions are computed from the static producer).
+        if (b < 0x80 && !body.some((i) => i.k === "alu" || i.k === "test" || i.k === "incdec")) return undefined;
+        const branch: Branch = b === 0xeb || b === 0xe9
+          ? { k: "jmp" }
+          : { k: "jcc", cc: b & 15, fall: ip + BigInt(end) };
+        return { body, branch, len: end, count: body.length + 1 };
+      }
+      let insn: Insn;
+      let len: number;
+      if (b >= 0x40 && b <= 0x4f) { // INC/DEC r32 (32-bit code; a second REX in 64-bit)
+        if (m64) return undefined;
+        insn = { k: "incdec", dec: (b & 8) !== 0, size: 4, r: b & 7 };
+        len = 1;
+      } else if (b === 0xff) {
+        const mm = m();
+        if ((mm & 0xf0) !== 0xc0) return undefined;
+        insn = { k: "incdec", dec: (mm & 8) !== 0, size, r: rmOf(mm) };
+        len = pre + 2;
+      } else if (b < 0x40 && (b & 7) === 1 || b < 0x40 && (b & 7) === 3) { // ALU Ev,Gv / Gv,Ev
+        const mm = m();
+        if (mm < 0xc0) return undefined;
+        const rm = rmOf(mm), reg = regOf(mm);
+        insn = { k: "alu", op: b >> 3, size, d: (b & 2) === 0 ? rm : reg, s: { reg: (b & 2) === 0 ? reg : rm } };
+        len = pre + 2;
+      } else if (b < 0x40 && (b & 7) === 5) { // ALU eAX, Id
+        const mask = size === 8 ? M64 : 0xffffffffn;
+        insn = { k: "alu", op: b >> 3, size, d: 0, s: { imm: BigInt.asUintN(64, sx32(u32(at + pre + 1))) & mask } };
+        len = pre + 5;
+      } else if (b === 0x81 || b === 0x83) {
+        const mm = m();
+        if (mm < 0xc0) return undefined;
+        const mask = size === 8 ? M64 : 0xffffffffn;
+        const imm = b === 0x83 ? sx8(byte(at + pre + 2)) : sx32(u32(at + pre + 2));
+        insn = { k: "alu", op: (mm >> 3) & 7, size, d: rmOf(mm), s: { imm: BigInt.asUintN(64, imm) & mask } };
+        len = pre + (b === 0x83 ? 3 : 6);
+      } else if (b === 0x85) {
+        const mm = m();
+        if (mm < 0xc0) return undefined;
+        insn = { k: "test", size, a: rmOf(mm), b: regOf(mm) };
+        len = pre + 2;
+      } else if (b === 0x89 || b === 0x8b) {
+        const mm = m();
+        if (mm < 0xc0) return undefined;
+        const rm = rmOf(mm), reg = regOf(mm);
+        insn = b === 0x8b ? { k: "mov", size, d: reg, s: rm } : { k: "mov", size, d: rm, s: reg };
+        len = pre + 2;
+      } else if (b === 0x8d) {
+        const mm = m();
+        if (mm >= 0xc0 || !m64) return undefined;
+        const q = at + pre + 2;
+        const mod = mm >> 6, rmb = mm & 7;
+        let base = -1, index = -1, scale = 0, disp = 0n, n = 0;
+        let ripRel = false;
+        if (rmb === 4) {
+          const sib = byte(q);
+          n = 1;
+          const idx = ((sib >> 3) & 7) | ((rx & 2) << 2);
+          const bse = (sib & 7) | ((rx & 1) << 3);
+          if (idx !== 4) {
+            index = idx;
+            scale = sib >> 6;
+          }
+          if ((bse & 7) === 5 && mod === 0) {
+            disp = sx32(u32(q + 1));
+            n = 5;
+          } else base = bse;
+        } else if (rmb === 5 && mod === 0) {
+          disp = sx32(u32(q));
+          n = 4;
+          ripRel = true;
+        } else base = rmb | ((rx & 1) << 3);
+        if (mod === 1) {
+          disp += sx8(byte(q + n));
+          n += 1;
+        } else if (mod === 2) {
+          disp += sx32(u32(q + n));
+          n += 4;
+        }
+        len = pre + 2 + n;
+        if (ripRel) disp += ip + BigInt(at + len); // RIP-relative: a constant, the block never moves
+        insn = { k: "lea", size, d: regOf(mm), base, index, scale, disp: BigInt.asUintN(64, disp) };
+      } else if (b >= 0xb8 && b <= 0xbf) {
+        const r = (b & 7) | ((rx & 1) << 3);
+        if ((rx & 8) !== 0) {
+          insn = { k: "movi", d: r, v: BigInt(u32(at + 2)) | (BigInt(u32(at + 6)) << 32n) };
+          len = 10;
+        } else {
+          insn = { k: "movi", d: r, v: BigInt(u32(at + pre + 1)) };
+          len = pre + 5;
+        }
+      } else if (b === 0x90) {
+        if ((rx & 1) !== 0) return undefined;
+        insn = { k: "nop" };
+        len = pre + 1;
+      } else return undefined;
+      body.push(insn);
+      p = at + len;
+    }
+  } catch (e) {
+    if (e instanceof RangeError) return undefined; // the block runs past the fetch window
+    throw e;
+  }
+  return undefined;
+}
+
+// Function parameters and locals.
+const P_IP = 0, P_HOST = 1, P_M64 = 2, P_AVAIL = 3, P_BUDGET = 4, P_G = 5;
+const L_CNT = 6, L_IPOUT = 7, L_OP = 8, L_SIZE = 9, L_RES = 10, L_A = 11, L_B = 12, L_CARRY = 13, L_FLAGS = 14;
+const T0 = 15, T1 = 16, T2 = 17, G0 = 18;
+const LOCALS = [I32, I64, I32, I32, I64, I64, I64, I64, I64, I64, I64, I64, ...Array(16).fill(I64)];
+// Imported globals, in this order (assembly/index.ts exports them).
+export const JIT_GLOBALS = [
+  { name: "ccOp", type: I32 },
+  { name: "ccSize", type: I32 },
+  { name: "ccRes", type: I64 },
+  { name: "ccA", type: I64 },
+  { name: "ccB", type: I64 },
+  { name: "ccCarry", type: I64 },
+  { name: "ccFlags", type: I64 },
+  { name: "jitIp", type: I64 },
+] as const;
+const GL_OP = 0, GL_SIZE = 1, GL_RES = 2, GL_A = 3, GL_B = 4, GL_CARRY = 5, GL_FLAGS = 6, GL_IP = 7;
+/** Function index of the getCF() helper. */
+const F_CF = 1;
+
+/** getCF() of flags.ts over (op: i32, res, a, b, carry, flags: i64) -> i32. */
+function cfHelper(): Func {
+  const f = new Bytes();
+  const [op, res, a, b, carry, flags] = [0, 1, 2, 3, 4, 5];
+  const when = (cc: number, emit: () => void) => {
+    f.get(op).i32c(cc).op(OP.i32_eq).op(OP.if).byte(VOID);
+    emit();
+    f.op(OP.return).op(OP.end);
+  };
+  const withCarry = (x: number, y: number) => { // carry ? x <= y : x < y
+    f.get(x).get(y).op(OP.i64_le_u).get(x).get(y).op(OP.i64_lt_u).get(carry).op(OP.i64_eqz).op(OP.i32_eqz).op(
+      OP.select,
+    );
+  };
+  when(CC_EAGER, () => f.get(flags).i64c(1n).op(OP.i64_and).op(OP.i64_eqz).op(OP.i32_eqz));
+  when(CC_ADD, () => f.get(res).get(a).op(OP.i64_lt_u));
+  when(CC_ADC, () => withCarry(res, a));
+  when(CC_SUB, () => f.get(a).get(b).op(OP.i64_lt_u));
+  when(CC_SBB, () => withCarry(a, b));
+  when(CC_LOGIC, () => f.i32c(0));
+  f.get(carry).op(OP.i64_eqz).op(OP.i32_eqz); // INC, DEC
+  return { type: { params: [I32, I64, I64, I64, I64, I64], results: [I32] }, locals: [], body: f };
+}
+
+/** The last flag-setting instruction of the iteration so far (static), or null (CF from the locals). */
+type Prod = { op: number; size: 4 | 8 } | null;
+
+/** Emits CF (i32 0/1) of the current lazy state. */
+function emitCF(f: Bytes, prod: Prod): void {
+  if (prod === null) {
+    f.get(L_OP).get(L_RES).get(L_A).get(L_B).get(L_CARRY).get(L_FLAGS).op(OP.call).u32(F_CF);
+    return;
+  }
+  const withCarry = (x: number, y: number) => {
+    f.get(x).get(y).op(OP.i64_le_u).get(x).get(y).op(OP.i64_lt_u).get(L_CARRY).op(OP.i64_eqz).op(OP.i32_eqz)
+      .op(OP.select);
+  };
+  switch (prod.op) {
+    case CC_ADD:
+      f.get(L_RES).get(L_A).op(OP.i64_lt_u);
+      return;
+    case CC_ADC:
+      withCarry(L_RES, L_A);
+      return;
+    case CC_SUB:
+      f.get(L_A).get(L_B).op(OP.i64_lt_u);
+      return;
+    case CC_SBB:
+      withCarry(L_A, L_B);
+      return;
+    case CC_LOGIC:
+      f.i32c(0);
+      return;
+    case CC_INC:
+    case CC_DEC:
+      f.get(L_CARRY).op(OP.i64_eqz).op(OP.i32_eqz);
+      return;
+    default:
+      throw new Error(`no static CF for lazy op ${prod.op}: expected 1..7`);
+  }
+}
+
+/** Emits condition cc (0–15) as i32 0/1 after the static producer `p` (flags.ts cond()). */
+function emitCond(f: Bytes, cc: number, p: NonNullable<Prod>): void {
+  const sb = 1n << BigInt(p.size * 8 - 1);
+  const zf = () => f.get(L_RES).op(OP.i64_eqz);
+  const sf = () => f.get(L_RES).i64c(sb).op(OP.i64_and).op(OP.i64_eqz).op(OP.i32_eqz);
+  const of = () => {
+    switch (p.op) {
+      case CC_ADD:
+      case CC_ADC: // (a ^ r) & (b ^ r) & sb
+        f.get(L_A).get(L_RES).op(OP.i64_xor).get(L_B).get(L_RES).op(OP.i64_xor).op(OP.i64_and);
+        f.i64c(sb).op(OP.i64_and).op(OP.i64_eqz).op(OP.i32_eqz);
+        return;
+      case CC_SUB:
+      case CC_SBB: // (a ^ b) & (a ^ r) & sb
+        f.get(L_A).get(L_B).op(OP.i64_xor).get(L_A).get(L_RES).op(OP.i64_xor).op(OP.i64_and);
+        f.i64c(sb).op(OP.i64_and).op(OP.i64_eqz).op(OP.i32_eqz);
+        return;
+      case CC_INC:
+        f.get(L_RES).i64c(sb).op(OP.i64_eq);
+        return;
+      case CC_DEC:
+        f.get(L_RES).i64c(sb - 1n).op(OP.i64_eq);
+        return;
+      case CC_LOGIC:
+        f.i32c(0);
+        return;
+      default:
+        throw new Error(`no OF for lazy op ${p.op}`);
+    }
+  };
+  switch (cc >> 1) {
+    case 0:
+      of();
+      break;
+    case 1:
+      emitCF(f, p);
+      break;
+    case 2:
+      zf();
+      break;
+    case 3:
+      emitCF(f, p);
+      zf();
+      f.op(OP.i32_or);
+      break;
+    case 4:
+      sf();
+      break;
+    case 5:
+      f.get(L_RES).i64c(0xffn).op(OP.i64_and).op(OP.i64_popcnt).i64c(1n).op(OP.i64_and).op(OP.i64_eqz);
+      break;
+    case 6:
+      sf();
+      of();
+      f.op(OP.i32_ne);
+      break;
+    default:
+      zf();
+      sf();
+      of();
+      f.op(OP.i32_ne);
+      f.op(OP.i32_or);
+      break;
+  }
+  if ((cc & 1) !== 0) f.op(OP.i32_eqz);
+}
+
+/** Emit a 64-bit code check: OR of (load != expected) for the block bytes at constant host `h`. */
+function emitCodeCheck(f: Bytes, h: number, code: Uint8Array): void {
+  let first = true;
+  const piece = (off: number, n: 8 | 4 | 2 | 1) => {
+    let v = 0n;
+    for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(code[off + i]!);
+    f.i32c(h + off);
+    if (n === 8) f.mem(OP.i64_load, 0, 0).i64c(v).op(OP.i64_ne);
+    else {
+      f.mem(n === 4 ? OP.i32_load : n === 2 ? OP.i32_load16_u : OP.i32_load8_u, 0, 0).i32c(
+        Number(BigInt.asIntN(32, v)),
+      );
+      f.op(OP.i32_ne);
+    }
+    if (!first) f.op(OP.i32_or);
+    first = false;
+  };
+  let off = 0;
+  for (; off + 8 <= code.length; off += 8) piece(off, 8);
+  for (const n of [4, 2, 1] as const) {
+    if (off + n <= code.length) {
+      piece(off, n);
+      off += n;
+    }
+  }
+}
+
+/**
+ * The WASM module (bytes) for `loop` made from `code` (exactly its bytes) at
+ * guest `ip`, host offset `host`, in 64-bit mode or not.
+ */
+export function loopModule(loop: Loop, code: Uint8Array, ip: bigint, host: number, m64: boolean): Uint8Array {
+  const f = new Bytes();
+  const B = loop.count;
+  const reg = (r: number) => G0 + r;
+  const used = new Set<number>(), written = new Set<number>();
+  const rd = (r: number) => used.add(r);
+  const wr = (r: number) => (used.add(r), written.add(r));
+  for (const i of loop.body) {
+    switch (i.k) {
+      case "alu":
+        rd(i.d);
+        if ("reg" in i.s) rd(i.s.reg);
+        if (i.op !== ALU_CMP) wr(i.d);
+        break;
+      case "test":
+        rd(i.a);
+        rd(i.b);
+        break;
+      case "incdec":
+        wr(i.r);
+        break;
+      case "mov":
+        rd(i.s);
+        wr(i.d);
+        break;
+      case "movi":
+        wr(i.d);
+        break;
+      case "lea":
+        if (i.base >= 0) rd(i.base);
+        if (i.index >= 0) rd(i.index);
+        wr(i.d);
+        break;
+      case "nop":
+        break;
+      default: {
+        const never: never = i;
+        throw new Error(`unknown insn ${JSON.stringify(never)}`);
+      }
+    }
+  }
+  // Is this translation for this code, here, now? Else -1, nothing changed.
+  f.get(P_IP).i64c(ip).op(OP.i64_ne);
+  f.get(P_HOST).i32c(host).op(OP.i32_ne).op(OP.i32_or);
+  f.get(P_M64).i32c(m64 ? 1 : 0).op(OP.i32_ne).op(OP.i32_or);
+  f.get(P_AVAIL).i32c(loop.len).op(OP.i32_lt_s).op(OP.i32_or);
+  f.op(OP.if).byte(VOID).i32c(-1).op(OP.return).op(OP.end);
+  emitCodeCheck(f, host, code.subarray(0, loop.len));
+  f.op(OP.if).byte(VOID).i32c(-1).op(OP.return).op(OP.end);
+  f.get(P_BUDGET).i32c(B).op(OP.i32_lt_s).op(OP.if).byte(VOID).i32c(0).op(OP.return).op(OP.end);
+  // Enter: GPRs and the lazy flags into locals.
+  for (const r of used) f.get(P_G).mem(OP.i64_load, 3, r * 8).set(reg(r));
+  f.gget(GL_OP).set(L_OP).gget(GL_SIZE).set(L_SIZE).gget(GL_RES).set(L_RES).gget(GL_A).set(L_A);
+  f.gget(GL_B).set(L_B).gget(GL_CARRY).set(L_CARRY).gget(GL_FLAGS).set(L_FLAGS);
+  let prod = null as Prod;
+  const val = (r: number, size: 4 | 8) => {
+    f.get(reg(r));
+    if (size === 4) f.i64c(0xffffffffn).op(OP.i64_and);
+  };
+  const trunc = (size: 4 | 8) => {
+    if (size === 4) f.i64c(0xffffffffn).op(OP.i64_and);
+  };
+  const lazy = (op: number, size: 4 | 8) => {
+    f.i32c(op).set(L_OP).i32c(size).set(L_SIZE);
+    prod = { op, size };
+  };
+  /**
+   * One iteration: the body, the count, and for a Jcc the exit when it is not
+   * taken (`out`: the branch depth of the exit block from here). `prod` is the
+   * static producer at its start (null: from the locals).
+   */
+  const emitCopy = (out: number) => {
+    for (const i of loop.body) {
+      switch (i.k) {
+        case "alu": {
+          val(i.d, i.size);
+          f.set(T0);
+          if ("reg" in i.s) val(i.s.reg, i.size);
+          else f.i64c(i.s.imm);
+          f.set(T1);
+          const carryIn = () => {
+            emitCF(f, prod);
+            f.op(OP.i64_extend_i32_u).set(T2);
+          };
+          switch (i.op) {
+            case ALU_ADD:
+              f.get(T0).get(T1).op(OP.i64_add);
+              trunc(i.size);
+              f.set(L_RES);
+              lazy(CC_ADD, i.size);
+              break;
+            case ALU_OR:
+              f.get(T0).get(T1).op(OP.i64_or).set(L_RES);
+              lazy(CC_LOGIC, i.size);
+              break;
+            case ALU_AND:
+              f.get(T0).get(T1).op(OP.i64_and).set(L_RES);
+              lazy(CC_LOGIC, i.size);
+              break;
+            case ALU_XOR:
+              f.get(T0).get(T1).op(OP.i64_xor).set(L_RES);
+              lazy(CC_LOGIC, i.size);
+              break;
+            case ALU_SUB:
+            case ALU_CMP:
+              f.get(T0).get(T1).op(OP.i64_sub);
+              trunc(i.size);
+              f.set(L_RES);
+              lazy(CC_SUB, i.size);
+              break;
+            case ALU_ADC:
+              carryIn();
+              f.get(T0).get(T1).op(OP.i64_add).get(T2).op(OP.i64_add);
+              trunc(i.size);
+              f.set(L_RES);
+              f.get(T2).set(L_CARRY);
+              lazy(CC_ADC, i.size);
+              break;
+            case ALU_SBB:
+              carryIn();
+              f.get(T0).get(T1).op(OP.i64_sub).get(T2).op(OP.i64_sub);
+              trunc(i.size);
+              f.set(L_RES);
+              f.get(T2).set(L_CARRY);
+              lazy(CC_SBB, i.size);
+              break;
+            default:
+              throw new Error(`ALU op ${i.op}: expected 0..7`);
+          }
+          f.get(T0).set(L_A).get(T1).set(L_B);
+          if (i.op !== ALU_CMP) f.get(L_RES).set(reg(i.d));
+          break;
+        }
+        case "test":
+          val(i.a, i.size);
+          f.set(L_A);
+          val(i.b, i.size);
+          f.set(L_B);
+          f.get(L_A).get(L_B).op(OP.i64_and).set(L_RES);
+          lazy(CC_LOGIC, i.size);
+          break;
+        case "incdec": {
+          // setLazyIncDec: CF is kept in ccCarry when the previous op was not INC/DEC.
+          const p: Prod = prod;
+          if (p === null) {
+            f.get(L_OP).i32c(CC_INC).op(OP.i32_lt_s).op(OP.if).byte(VOID);
+            emitCF(f, null);
+            f.op(OP.i64_extend_i32_u).set(L_CARRY);
+            f.op(OP.end);
+          } else if (p.op < CC_INC) {
+            emitCF(f, p);
+            f.op(OP.i64_extend_i32_u).set(L_CARRY);
+          }
+          f.get(reg(i.r)).i64c(1n).op(i.dec ? OP.i64_sub : OP.i64_add);
+          trunc(i.size);
+          f.tee(L_RES).set(reg(i.r));
+          lazy(i.dec ? CC_DEC : CC_INC, i.size);
+          break;
+        }
+        case "mov":
+          val(i.s, i.size);
+          f.set(reg(i.d));
+          break;
+        case "movi":
+          f.i64c(i.v).set(reg(i.d));
+          break;
+        case "lea": {
+          f.i64c(i.disp);
+          if (i.base >= 0) f.get(reg(i.base)).op(OP.i64_add);
+          if (i.index >= 0) f.get(reg(i.index)).i64c(BigInt(i.scale)).op(OP.i64_shl).op(OP.i64_add);
+          trunc(i.size);
+          f.set(reg(i.d));
+          break;
+        }
+        case "nop":
+          break;
+        default: {
+          const never: never = i;
+          throw new Error(`unknown insn ${JSON.stringify(never)}`);
+        }
+      }
+    }
+    f.get(L_CNT).i32c(B).op(OP.i32_add).set(L_CNT);
+    const br = loop.branch;
+    if (br.k === "jcc") {
+      const p: Prod = prod;
+      if (p === null) throw new Error("Jcc without a flag-setting instruction in the block (decodeLoop declines it)");
+      emitCond(f, br.cc, p);
+      f.op(OP.i32_eqz).op(OP.if).byte(VOID).i64c(br.fall).set(L_IPOUT).op(OP.br).u32(out + 1).op(OP.end);
+    }
+  };
+  // The first iteration with the flag state of the entry; the later ones start
+  // from the state the body leaves (static). Four at a time while the budget
+  // has room, then one at a time.
+  f.op(OP.block).byte(VOID); // $out
+  emitCopy(0);
+  f.i64c(ip).set(L_IPOUT); // a budget exit leaves at the loop start
+  f.op(OP.block).byte(VOID).op(OP.loop).byte(VOID); // $tail, $main
+  f.get(P_BUDGET).get(L_CNT).op(OP.i32_sub).i32c(UNROLL * B).op(OP.i32_lt_s).op(OP.br_if).u32(1);
+  for (let k = 0; k < UNROLL; k++) emitCopy(2);
+  f.op(OP.br).u32(0).op(OP.end).op(OP.end);
+  f.op(OP.loop).byte(VOID); // $one
+  f.get(P_BUDGET).get(L_CNT).op(OP.i32_sub).i32c(B).op(OP.i32_lt_s).op(OP.br_if).u32(1);
+  emitCopy(1);
+  f.op(OP.br).u32(0).op(OP.end);
+  f.op(OP.end); // $out
+  // Leave: GPRs, lazy flags, next RIP.
+  for (const r of written) f.get(P_G).get(reg(r)).mem(OP.i64_store, 3, r * 8);
+  f.get(L_OP).gset(GL_OP).get(L_SIZE).gset(GL_SIZE).get(L_RES).gset(GL_RES).get(L_A).gset(GL_A);
+  f.get(L_B).gset(GL_B).get(L_CARRY).gset(GL_CARRY);
+  f.get(L_IPOUT).gset(GL_IP);
+  f.get(L_CNT);
+  const main: Func = {
+    type: { params: [I64, I32, I32, I32, I32, I32], results: [I32] },
+    locals: LOCALS.slice(),
+    body: f,
+  };
+  return moduleBytes(JIT_GLOBALS, [main, cfHelper()], 0);
+}
