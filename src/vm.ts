@@ -253,6 +253,10 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
     const n = dirtyBytes(r.size);
     const copy = this.u8.slice(r.dirty, r.dirty + n);
     this.u8.fill(0, r.dirty, r.dirty + n);
+    // KVM write-protects the logged pages again; here every vCPU flushes its TLB (whose
+    // writable entries would skip the log) at its next run() entry. A vCPU running in
+    // another Worker right now sees it when its run() returns (KVM would kick it).
+    this.#bumpMemslotGen();
     return copy;
   }
 
@@ -279,6 +283,10 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
       this.dv.setUint32(e + SLOT.id!, r.slot, true);
     }
     this.dv.setUint32(vmc("nslots"), list.length, true);
+    this.#bumpMemslotGen();
+  }
+
+  #bumpMemslotGen(): void {
     const gen = vmc("memslot_gen");
     this.dv.setUint32(gen, (this.dv.getUint32(gen, true) + 1) >>> 0, true);
   }

@@ -165,6 +165,17 @@ Deno.test("dirty logging through the core: guest writes set bits, getDirtyLog() 
   assert.ok(vm.getDirtyLog(0).every((b) => b === 0));
 });
 
+Deno.test("dirty logging: a page written again after getDirtyLog() is logged again (the TLB is not left writable)", () => {
+  const { vm, vcpu } = guest("top:\nmov dword [0x200000], 1\nout 0x80, al\njmp top");
+  vm.setMemoryRegionFlags(0, K.KVM_MEM_LOG_DIRTY_PAGES);
+  const bit = (log: Uint8Array, page: number) => (log[page >> 3]! >> (page & 7)) & 1;
+  for (let round = 0; round < 3; round++) {
+    assert.equal(vcpu.run(BUDGET).reason, "io");
+    assert.equal(bit(vm.getDirtyLog(0), 0x200), 1, `round ${round}`);
+  }
+  assert.equal(bit(vm.getDirtyLog(0), 0x200), 0, "nothing written since");
+});
+
 Deno.test("a write to a read-only slot is an MMIO exit; reads come from memory", () => {
   const { vm, vcpu } = guest("mov eax, [0x2000000]\nmov dword [0x2000000], 7\nhlt", "long");
   vm.addMemoryRegion({ slot: 1, gpa: 0x2000000, pages: 1, flags: K.KVM_MEM_READONLY });
