@@ -14,6 +14,8 @@ export { createVm, DEFAULT_RAM_POOL, HYPERCALL_EXIT_VALID_MASK, MIN_PADDR, MIN_V
 export type { CreateVmOptions, MemoryRegion, MemoryRegionOptions, MsrFilter, MsrFilterRange } from "./src/vm.ts";
 export { DEFAULT_BUDGET, Vcpu } from "./src/vcpu.ts";
 export type { GuestDebug, MsrEntry } from "./src/vcpu.ts";
+export { attachVcpu, vcpuHandle, VcpuThread } from "./src/vcpu_thread.ts";
+export type { VcpuHandle } from "./src/vcpu_thread.ts";
 export * from "./src/errors.ts";
 export { EXIT_REASONS, exitReasonName, KVM_CONSTANTS } from "./src/abi/constants.ts";
 export { msrByIndex, msrByName, MSRS } from "./src/abi/msrs.ts";

@@ -10,7 +10,13 @@ import { type Engine, type ResultRow, rowRate } from "./report.ts";
 import { formatRate } from "./stats.ts";
 
 /** Bar colour per engine. */
-const COLOURS: Readonly<Record<Engine, string>> = { kvmsim: "#3b6fb6", kvm: "#d1762b", v86: "#4a9a5b" };
+const COLOURS: Readonly<Record<Engine, string>> = {
+  kvmsim: "#3b6fb6",
+  kvm: "#d1762b",
+  v86: "#4a9a5b",
+  qemu: "#8e5ba8",
+  bochs: "#a8894a",
+};
 
 const BAR_H = 16;
 const GAP = 6;

@@ -4,6 +4,8 @@
  * For every selected path (bench/paths.ts): `--warmup` untimed runs, then
  * `--runs` timed runs of at least `--duration` seconds each, every run
  * checked (bench/run_path.ts). Prints a table, writes bench/results/latest.json.
+ * The cost-of-growth measurements (ids `growth/…`, bench/growth.ts) run after
+ * the paths when the filter selects them.
  *
  * @module
  */
@@ -17,17 +19,32 @@ import { formatRate, ratePerSecond, summarize } from "./stats.ts";
 import { kvmPeer } from "./peers/kvm.ts";
 import { type Peer, type PeerName, PEERS_USAGE, splitPeersOption } from "./peers/peer.ts";
 import { v86Peer } from "./peers/v86.ts";
+import { qemuPeer } from "./peers/qemu.ts";
+import { bochsPeer } from "./peers/bochs.ts";
+import {
+  formatScalingTable,
+  runScaling,
+  SCALING_USAGE,
+  type ScalingOptions,
+  type ScalingRow,
+  scalingSelected,
+  splitScalingOptions,
+} from "./scaling.ts";
+import { formatGrowth, GROWTH_ITEMS, type GrowthResults, runGrowth, selectGrowth } from "./growth.ts";
 
-const PEERS: Record<PeerName, Peer> = { kvm: kvmPeer, v86: v86Peer };
+const PEERS: Record<PeerName, Peer> = { kvm: kvmPeer, v86: v86Peer, qemu: qemuPeer, bochs: bochsPeer };
 
 export async function main(args: string[]): Promise<number> {
   let opts;
   let peerNames: PeerName[];
-  const usage = `${USAGE}\n${PEERS_USAGE}`;
+  let scaling: ScalingOptions;
+  const usage = `${USAGE}\n${PEERS_USAGE}\n${SCALING_USAGE}`;
   try {
     const split = splitPeersOption(args);
     peerNames = split.peers;
-    opts = parseOptions(split.rest);
+    const sc = splitScalingOptions(split.rest);
+    scaling = sc.scaling;
+    opts = parseOptions(sc.rest);
   } catch (e) {
     if (!(e instanceof UsageError) && !(e instanceof RangeError)) throw e;
     console.error(`bench: ${e.message}\n${usage}`);
@@ -43,8 +60,14 @@ export async function main(args: string[]): Promise<number> {
     return 1;
   }
   const paths = selectPaths(PATHS, opts.filter);
-  if (paths.length === 0) {
-    console.error(`bench: --filter ${opts.filter} matches no path (paths: ${PATHS.map((p) => p.path).join(", ")})`);
+  const withScaling = scalingSelected(opts.filter, scaling.maxVcpus);
+  const growthItems = selectGrowth(opts.filter);
+  if (paths.length === 0 && !withScaling && growthItems.length === 0) {
+    console.error(
+      `bench: --filter ${opts.filter} matches no path (paths: ${PATHS.map((p) => p.path).join(", ")}; growth: ${
+        GROWTH_ITEMS.map((i) => i.id).join(", ")
+      })`,
+    );
     return 2;
   }
   const log = opts.json ? console.error : console.log;
@@ -82,6 +105,36 @@ export async function main(args: string[]): Promise<number> {
     rows.push(row);
     log(`  ${p.path}: ${formatRate(row.min)} … ${formatRate(row.max)} ${p.unit}/s over ${row.runs} runs`);
   }
+  let scalingRows: ScalingRow[] = [];
+  if (withScaling) {
+    log(`scaling: 1..${scaling.maxVcpus} vCPUs, one Worker each, rounds interleaved`);
+    scalingRows = await runScaling({
+      ...scaling,
+      durationMs: ms,
+      runs: opts.runs,
+      warmup: opts.warmup,
+      module,
+      log,
+      progress,
+    });
+    rows.push(...scalingRows);
+  }
+  let growth: GrowthResults | undefined;
+  if (growthItems.length) {
+    log(`cost of growth (bench/growth.ts): ${growthItems.map((i) => i.id).join(", ")}`);
+    const g = await runGrowth(growthItems, {
+      durationMs: ms,
+      runs: opts.runs,
+      warmup: opts.warmup,
+      yardstick: wasmLoopRate(),
+      log,
+      progress,
+      ...(module ? { module } : {}),
+      ...(opts.wasm !== undefined ? { wasm: opts.wasm } : {}),
+    });
+    rows.push(...g.rows);
+    growth = g.growth;
+  }
   const skipped: SkippedPeer[] = [];
   for (const name of peerNames) {
     log(`peer ${name}:`);
@@ -113,8 +166,11 @@ export async function main(args: string[]): Promise<number> {
     },
     rows,
     skipped_peers: skipped,
+    ...(growth ? { growth } : {}),
   };
   log(`\n${formatTable(rows)}`);
+  if (growth) log(`\n${formatGrowth(growth)}`);
+  if (scalingRows.length) log(`\nscaling (aggregate of n vCPUs vs one, same run)\n${formatScalingTable(scalingRows)}`);
   if (peerNames.length) {
     log(`\nkvmsim vs peers, same run (kvmsim/peer > 1: kvmsim faster)\n${formatPeerTable(rows, skipped)}`);
   }

@@ -12,6 +12,7 @@
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import type { Vcpu } from "../src/vcpu.ts";
 import type { Vm } from "../src/vm.ts";
+import { RESERVED_SIZE } from "../src/x86/setup.ts";
 
 /** What a rate counts. */
 export type Unit = "exits" | "instructions";
@@ -107,6 +108,13 @@ export interface BenchPath {
   readonly target?: number;
   /** Payload bytes moved per unit (string IO), reported as bytes/s. */
   readonly bytesPerUnit?: number;
+  /**
+   * The guest's own result, checked after every run: given the VM and vCPU
+   * after `vcpu.instructions` retired instructions (since creation), returns
+   * what differs from what the loop computes, or undefined. A "none" path
+   * without one is the dec/jnz loop (its ecx is checked).
+   */
+  readonly check?: (vm: Vm, vcpu: Vcpu) => string | undefined;
 }
 
 /** Guest load address and initial RIP (createVmWithOneVcpu's default). */
@@ -179,6 +187,135 @@ top:
   jnz top
   jmp top
 `;
+
+/** The 8-dword array of the raw/alu-mem loop (identity-mapped RAM, above the code). */
+export const ALU_MEM_ARRAY = 0x9000;
+/** The raw/alu-mem loop's multiplier (`imul edx, esi, K`; a positive imm32). */
+export const ALU_MEM_K = 0x2545f491;
+/** Instructions before `top:` in {@link ALU_MEM}. */
+export const ALU_MEM_PROLOGUE = 4;
+/** Instructions per iteration of {@link ALU_MEM}. */
+export const ALU_MEM_ITERATION = 16;
+
+/**
+ * ALU/memory/stack mix. Iteration i (esi = i) does, at instruction index:
+ * 2: a[i & 7] += i (indexed read-modify-write); 3: load it back; 4: edi += a[i & 7];
+ * 6: r8d += i × K; 9: r9d = ((i × K) ^ i) >>> 3; 10: push a[i & 7] (the stack slot
+ * keeps it); 11: pop into edx; 13: `jne bad` if edx ≠ ecx (a HLT exit fails the run);
+ * 14: esi = i + 1. Every effect has a closed form ({@link aluMemExpected}).
+ */
+const ALU_MEM = `
+  mov ebx, ${ALU_MEM_ARRAY}
+  xor esi, esi
+  xor edi, edi
+  xor r8d, r8d
+top:
+  mov eax, esi
+  and eax, 7
+  add [rbx+rax*4], esi
+  mov ecx, [rbx+rax*4]
+  add edi, ecx
+  imul edx, esi, ${ALU_MEM_K}
+  add r8d, edx
+  xor edx, esi
+  shr edx, 3
+  mov r9d, edx
+  push rcx
+  pop rdx
+  cmp edx, ecx
+  jne bad
+  inc esi
+  jmp top
+bad:
+  hlt
+`;
+
+/** What the raw/alu-mem guest holds after `retired` instructions (u32 values; `stack` is the pushed qword's low half). */
+export interface AluMemState {
+  readonly a: readonly number[];
+  readonly esi: number;
+  readonly edi: number;
+  readonly r8d: number;
+  readonly r9d: number;
+  /** The qword 8 bytes below the initial RSP (0 before the first push). */
+  readonly stack: number;
+  /** RSP relative to its initial value (-8 between the push and the pop). */
+  readonly rspDelta: number;
+}
+
+const U32 = (1n << 32n) - 1n;
+/** Σ j for j < n, j ≡ k (mod 8), and that class's count. */
+function classCount(n: bigint, k: bigint): bigint {
+  return n > k ? (n - k + 7n) / 8n : 0n;
+}
+/** a[k] after iterations 0 … j (inclusive) of class k = j & 7: Σ_{t ≤ (j-k)/8} (k + 8t). */
+function prefixSum(j: bigint): bigint {
+  const k = j & 7n, t = (j - k) / 8n;
+  return (k * (t + 1n) + 4n * t * (t + 1n)) & U32;
+}
+const f9 = (j: bigint): number => ((Math.imul(Number(j & U32) | 0, ALU_MEM_K) ^ Number(j & U32)) >>> 3) >>> 0;
+
+/**
+ * The raw/alu-mem state after `retired` instructions since the vCPU started
+ * at the prologue (closed forms). `prologue`: instructions before `top:` (a
+ * peer's variant of the loop may set up more). `rspDelta` is -8 (the
+ * 64-bit push) between the push and the pop.
+ */
+export function aluMemExpected(retired: number, prologue = ALU_MEM_PROLOGUE): AluMemState {
+  if (!Number.isSafeInteger(retired) || retired < 0) {
+    throw new RangeError(`aluMemExpected: ${retired} retired instructions: expected a count >= 0`);
+  }
+  const t = BigInt(Math.max(0, retired - prologue));
+  const L = BigInt(ALU_MEM_ITERATION);
+  const n = t / L, r = t % L;
+  // Iterations whose instruction at `index` has retired.
+  const done = (index: number) => (retired < prologue ? 0n : n + (r > BigInt(index) ? 1n : 0n));
+  const na = done(2), ne = done(4), n8 = done(6), n9 = done(9), np = done(10);
+  const a: number[] = [];
+  for (let k = 0n; k < 8n; k++) {
+    const m = classCount(na, k);
+    a.push(Number((k * m + 4n * m * (m - 1n)) & U32));
+  }
+  let edi = 0n;
+  for (let k = 0n; k < 8n; k++) {
+    const m = classCount(ne, k);
+    // Σ_{t < m} (k (t + 1) + 4 t (t + 1)) = k m (m + 1) / 2 + 4 (m - 1) m (m + 1) / 3.
+    edi += (k * m * (m + 1n)) / 2n + (4n * (m - 1n) * m * (m + 1n)) / 3n;
+  }
+  return {
+    a,
+    esi: Number(done(14) & U32),
+    edi: Number(edi & U32),
+    r8d: Number((BigInt(ALU_MEM_K) * ((n8 * (n8 - 1n)) / 2n)) & U32),
+    r9d: n9 === 0n ? 0 : f9(n9 - 1n),
+    stack: np === 0n ? 0 : Number(prefixSum(np - 1n)),
+    rspDelta: retired >= prologue && r === 11n ? -8 : 0,
+  };
+}
+
+/** Compare the raw/alu-mem guest with {@link aluMemExpected} at its retired count. */
+export function aluMemCheck(vm: Vm, vcpu: Vcpu): string | undefined {
+  const want = aluMemExpected(vcpu.instructions);
+  const regs = vcpu.getRegs();
+  const top = vm.memoryRegion(0).size - RESERVED_SIZE;
+  const mem = new DataView(vm.readGuest(ALU_MEM_ARRAY, 32).buffer);
+  const stack = vm.read64(top - 8);
+  const got: AluMemState = {
+    a: Array.from({ length: 8 }, (_, k) => mem.getUint32(4 * k, true)),
+    esi: Number(regs.rsi & U32),
+    edi: Number(regs.rdi & U32),
+    r8d: Number(regs.r8 & U32),
+    r9d: Number(regs.r9 & U32),
+    stack: stack >> 32n === 0n ? Number(stack) : -1,
+    rspDelta: Number(regs.rsp - BigInt(top)),
+  };
+  const bad: string[] = [];
+  for (const key of ["esi", "edi", "r8d", "r9d", "stack", "rspDelta"] as const) {
+    if (got[key] !== want[key]) bad.push(`${key} ${got[key]} (expected ${want[key]})`);
+  }
+  got.a.forEach((v, k) => v !== want.a[k] && bad.push(`a[${k}] ${v} (expected ${want.a[k]})`));
+  return bad.length === 0 ? undefined : `after ${vcpu.instructions} instructions: ${bad.join(", ")}`;
+}
 
 const IO_OUT = `
   mov edx, ${BENCH_PORT}
@@ -419,6 +556,17 @@ export const PATHS: readonly BenchPath[] = [
     setup: (_vm, vcpu) => vcpu.setGuestDebug({ control: K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_USE_SW_BP }),
     handler: { kind: "debug-sw-bp", fn: skipInt3 },
     instructionsPerUnit: INSNS_INT3,
+  },
+  {
+    path: "raw/alu-mem",
+    description:
+      "long mode ALU/memory/stack mix (indexed RMW and load of an 8-dword array, imul/xor/shr, push/pop, cmp/jne, inc, jmp), budget exits only",
+    asm: ALU_MEM,
+    unit: "instructions",
+    loop: "budget",
+    handler: { kind: "none" },
+    instructionsPerUnit: 1,
+    check: aluMemCheck,
   },
 ];
 

@@ -5,10 +5,11 @@
  */
 import type { MachineInfo } from "./machine.ts";
 import type { BenchPath } from "./paths.ts";
+import type { GrowthResults } from "./growth.ts";
 import { formatRate, nsPerUnit, type Summary } from "./stats.ts";
 
 /** Who ran a row: the simulator, or a peer measured in the same bench run (bench/peers/). */
-export type Engine = "kvmsim" | "kvm" | "v86";
+export type Engine = "kvmsim" | "kvm" | "v86" | "qemu" | "bochs";
 
 /** How a row's loop was driven: a kvmsim loop (bench/paths.ts), or v86's port-write handler / sampled counter. */
 export type RowLoop = BenchPath["loop"] | "port-handler" | "sampled";
@@ -59,6 +60,8 @@ export interface Results {
   readonly rows: readonly ResultRow[];
   /** Peers asked for that produced no rows, with the reason. */
   readonly skipped_peers?: readonly SkippedPeer[];
+  /** Cost of growth (bench/growth.ts): create/teardown rates, footprints, the RAM sweep's flatness (its rows are in `rows`). */
+  readonly growth?: GrowthResults;
 }
 
 export function resultRow(p: BenchPath, s: Summary, yardstick?: number): ResultRow {

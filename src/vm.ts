@@ -52,7 +52,7 @@ import {
 } from "./guest_memory.ts";
 import { RamPool } from "./vm_pool.ts";
 import { checkVcpuId, Vcpu } from "./vcpu.ts";
-import { type CoreExports, createSharedMemory, instantiateCore } from "./wasm.ts";
+import { type CoreExports, coreModule, createSharedMemory, instantiateCore } from "./wasm.ts";
 import { CPUID_SIGNATURE, type CpuidEntry, defaultCpuid, findCpuid, MAXPHYADDR } from "./x86/cpuid.ts";
 import { dumpTables, type GuestPhys, type MapOptions, PAGE_4K, walk } from "./x86/page_tables.ts";
 import { RESET_XCR0, resetDebugRegs, resetMsrs, resetRegs, resetSregs } from "./x86/reset.ts";
@@ -131,6 +131,8 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
   readonly memory: WebAssembly.Memory;
   readonly buffer: SharedArrayBuffer;
   readonly core: CoreExports;
+  /** The compiled core this VM runs (a vCPU thread instantiates it again on `memory`: src/vcpu_thread.ts). */
+  readonly module: WebAssembly.Module;
   readonly u8: Uint8Array;
   readonly dv: DataView;
   readonly pageSize = PAGE_SIZE;
@@ -157,7 +159,8 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
     }
     this.memory = createSharedMemory(RAM_POOL_BASE + pool);
     this.buffer = this.memory.buffer as SharedArrayBuffer;
-    this.core = instantiateCore(this.memory, opts.module);
+    this.module = opts.module ?? coreModule();
+    this.core = instantiateCore(this.memory, this.module);
     this.u8 = new Uint8Array(this.buffer);
     this.dv = new DataView(this.buffer);
     this.#pool = new RamPool(RAM_POOL_BASE, pool);

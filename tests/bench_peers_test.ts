@@ -87,8 +87,8 @@ Deno.test("--peers: all by default, none, a comma list; bad names are named", ()
   assert.deepEqual(splitPeersOption(["--runs", "3"]), { rest: ["--runs", "3"], peers: [...PEER_NAMES] });
   assert.deepEqual(splitPeersOption(["--peers", "none", "--json"]), { rest: ["--json"], peers: [] });
   assert.deepEqual(splitPeersOption(["--peers=v86,kvm,v86"]).peers, ["v86", "kvm"]);
-  assert.deepEqual(parsePeerList("all"), ["kvm", "v86"]);
-  assert.throws(() => parsePeerList("kvm,qemu"), /peer "qemu": expected one of kvm, v86/);
+  assert.deepEqual(parsePeerList("all"), ["kvm", "v86", "qemu", "bochs"]);
+  assert.throws(() => parsePeerList("kvm,tcg"), /peer "tcg": expected one of kvm, v86, qemu, bochs/);
   assert.throws(() => splitPeersOption(["--peers"]), /--peers: expected a value/);
 });
 

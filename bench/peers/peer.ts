@@ -12,7 +12,7 @@ import type { BenchPath } from "../paths.ts";
 import type { ResultRow } from "../report.ts";
 
 /** Every peer, in report order. */
-export const PEER_NAMES = ["kvm", "v86"] as const;
+export const PEER_NAMES = ["kvm", "v86", "qemu", "bochs"] as const;
 export type PeerName = (typeof PEER_NAMES)[number];
 
 /** How long and how often a peer measures (the same settings as the kvmsim paths). */

@@ -7,6 +7,8 @@
  *   call of the JS handler registered with `cpu.io.register_write`.
  * - raw: `dec ecx; jnz` (32-bit operands in real mode); the rate is
  *   `get_instruction_counter()` per second.
+ * - raw/alu-mem: the ALU/memory/stack mix in real mode (bench/peers/v86_alu_mem.ts),
+ *   its registers and memory checked against the closed forms after every window.
  *
  * v86 runs asynchronously in slices, so a run is a sampling window: counts
  * at the start and the end of `durationMs` of wall time. Checks per window:
@@ -21,6 +23,7 @@ import { BENCH_BYTE, BENCH_PORT, type BenchPath } from "../paths.ts";
 import { peerRow, type PeerRowSpec, type ResultRow } from "../report.ts";
 import { ratePerSecond, summarize } from "../stats.ts";
 import { type Peer, PeerCheckError, type PeerOutcome, type PeerSettings } from "./peer.ts";
+import { V86_ALU_MEM_ASM, v86AluMemCheck, type V86CpuView } from "./v86_alu_mem.ts";
 
 const BUILD = new URL("../../node_modules/v86/build/", import.meta.url);
 const BIOS_SIZE = 0x10000;
@@ -32,6 +35,8 @@ interface V86Loop {
   readonly spec: PeerRowSpec;
   /** 16-bit code placed at BIOS offset 0 (F000:0000); the loop is at `top`. */
   readonly asm: string;
+  /** The guest's result after `retired` instructions (v86's counter since boot): what differs, or undefined. */
+  readonly check?: (cpu: V86CpuView, retired: number) => string | undefined;
 }
 
 export const V86_LOOPS: readonly V86Loop[] = [
@@ -70,6 +75,20 @@ top:
   out dx, al
   jmp top
 `,
+  },
+  {
+    spec: {
+      path: "raw/alu-mem",
+      engine: "v86",
+      unit: "instructions",
+      loop: "sampled",
+      description:
+        "real mode variant of the ALU/memory/stack mix (ebp for r8d, a dword for r9d); get_instruction_counter() per second",
+      compared_to: "raw/alu-mem",
+      note: "v86 JIT, real mode (kvmsim: long mode); result checked per window",
+    },
+    asm: V86_ALU_MEM_ASM,
+    check: v86AluMemCheck,
   },
 ];
 
@@ -144,12 +163,20 @@ async function measureLoop(
       writes++;
       if (v !== BENCH_BYTE) badBytes++;
     });
+    // v86's counter is 32 bits: `retired` accumulates it (windows are far shorter than a wrap).
+    let retired = 0, lastCount = 0;
+    const count = (): number => {
+      const c = (emulator.get_instruction_counter() as number) >>> 0;
+      retired += (c - lastCount) >>> 0;
+      lastCount = c;
+      return c;
+    };
     emulator.run();
     const window = async (): Promise<number> => {
-      const w0 = writes, i0 = emulator.get_instruction_counter() as number;
+      const w0 = writes, i0 = count();
       const t0 = performance.now();
       await sleep(s.durationMs);
-      const w1 = writes, i1 = emulator.get_instruction_counter() as number;
+      const w1 = writes, i1 = count();
       const ms = performance.now() - t0;
       const exits = w1 - w0, insns = (i1 - i0) >>> 0;
       if (badBytes !== 0) {
@@ -174,10 +201,13 @@ async function measureLoop(
       }
       if (exits !== 0) throw new PeerCheckError("v86", path, `${exits} port writes on a loop that does none`);
       if (insns === 0) throw new PeerCheckError("v86", path, `no instruction retired in ${ms.toFixed(0)} ms`);
+      const problem = loop.check?.(emulator.v86.cpu as V86CpuView, retired);
+      if (problem !== undefined) throw new PeerCheckError("v86", path, `guest result: ${problem}`);
       return ratePerSecond(insns, ms);
     };
     // The JIT compiles the loop during the first few hundred ms: one fixed warm-up window first.
     await sleep(V86_JIT_WARMUP_MS);
+    count();
     for (let i = 0; i < s.warmup; i++) await window();
     const rates: number[] = [];
     for (let i = 0; i < s.runs; i++) rates.push(await window());

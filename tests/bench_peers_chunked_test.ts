@@ -1,0 +1,129 @@
+/**
+ * bench/peers/chunked.ts: the pure parts shared by the QEMU and Bochs peers —
+ * ROM layout, chunk arithmetic, marker sequence and the window arithmetic
+ * that keeps process start-up out of every run.
+ */
+import assert from "node:assert/strict";
+import { assemble } from "../src/asm/x86.ts";
+import { BENCH_BYTE, BENCH_PORT } from "../bench/paths.ts";
+import {
+  chunkedProgram,
+  chunksFor,
+  findOnPath,
+  instructionsPerChunk,
+  MARKER_PORT,
+  markerByte,
+  MarkerLog,
+  medianInterval,
+  prologueInstructions,
+  romImage,
+  unitsPerChunk,
+  windowRates,
+} from "../bench/peers/chunked.ts";
+
+const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
+
+Deno.test("ROM image: 64 KiB, code at offset 0 (F000:0000), far jump F000:0000 at the reset vector", () => {
+  const img = romImage("top:\n  jmp top\n");
+  assert.equal(img.length, 0x10000);
+  assert.deepEqual([...img.subarray(0, 2)], [0xeb, 0xfe]);
+  assert.deepEqual([...img.subarray(0xfff0, 0xfff5)], [0xea, 0x00, 0x00, 0x00, 0xf0]);
+  assert.ok(img.subarray(2, 0xfff0).every((b) => b === 0));
+  assert.throws(() => romImage("times 0xfff1 db 0x90\n"), /ROM code is 65521 bytes: expected at most 0xfff0/);
+});
+
+Deno.test("chunked program: io-out body is `out dx, al; loop` to the bench port, marker OUT to 0xE9, then the exit", () => {
+  const src = chunkedProgram({ kind: "io-out", rounds: 3 }, 10, "  mov al, 0x31\n  out 0xf4, al");
+  const { bytes } = assemble(src, { bits: 16, origin: 0 });
+  const h = hex(bytes);
+  assert.ok(h.includes(`ba ${BENCH_PORT.toString(16).padStart(2, "0")} 00 b0 ${BENCH_BYTE.toString(16)}`), h);
+  assert.ok(h.includes("bb 03 00"), `mov bx, 3 rounds: ${h}`);
+  assert.ok(h.includes("ee e2 fd"), `out dx, al; loop top: ${h}`);
+  assert.ok(h.includes(`e6 ${MARKER_PORT.toString(16)}`), `marker out: ${h}`);
+  assert.ok(h.includes("66 83 fe 0a"), `cmp esi, 10: ${h}`);
+  assert.ok(h.includes("b0 31 e6 f4"), `exit sequence: ${h}`);
+});
+
+Deno.test("chunked program: raw body is `dec ecx; jnz` with ecx = iterations; bad sizes are named", () => {
+  const { bytes } = assemble(chunkedProgram({ kind: "raw", iterations: 1 << 20 }, 4, ""), { bits: 16, origin: 0 });
+  const h = hex(bytes);
+  assert.ok(h.includes("66 b9 00 00 10 00"), `mov ecx, 2^20: ${h}`);
+  assert.ok(h.includes("66 49 75 fc"), `dec ecx; jnz top: ${h}`);
+  assert.throws(() => chunkedProgram({ kind: "raw", iterations: 0 }, 4, ""), /raw chunk iterations 0: expected/);
+  assert.throws(() => chunkedProgram({ kind: "io-out", rounds: 0x10000 }, 4, ""), /rounds 65536: expected/);
+  assert.throws(() => chunkedProgram({ kind: "raw", iterations: 5 }, 1, ""), /chunks 1: expected an integer in 2/);
+});
+
+Deno.test("chunked program: mmio-write enters unreal mode once, then `mov [ebx], al; loop` to BENCH_MMIO", () => {
+  const { bytes } = assemble(chunkedProgram({ kind: "mmio-write", rounds: 2 }, 4, ""), { bits: 16, origin: 0 });
+  const h = hex(bytes);
+  assert.ok(h.startsWith("66 31 f6 fa 2e 0f 01 16"), `xor esi, esi; cli; lgdt [cs:gdtr]: ${h}`);
+  assert.ok(h.includes("0f 22 c0 bb 08 00 8e db 24 fe 0f 22 c0 31 db 8e db"), `PE on, ds = 8, PE off, ds = 0: ${h}`);
+  assert.ok(h.includes("66 bb 00 00 00 d0"), `mov ebx, 0xd0000000: ${h}`);
+  assert.ok(h.includes("67 88 03 e2 fb"), `mov [ebx], al; loop top: ${h}`);
+  assert.ok(h.includes("ff ff 00 00 00 93 cf 00"), `flat data descriptor, accessed: ${h}`);
+  // gdtr: limit 15, base = 0xf0000 + the GDT's offset in the ROM.
+  const gdt = h.split(" ").join("").indexOf("ffff00000093cf00") / 2 - 8;
+  const gdtr = [...bytes.subarray(gdt + 16, gdt + 22)];
+  assert.deepEqual(gdtr, [15, 0, gdt & 0xff, gdt >> 8, 0x0f, 0x00]);
+  assert.equal(prologueInstructions({ kind: "mmio-write", rounds: 1 }), 11);
+  assert.equal(prologueInstructions({ kind: "io-out", rounds: 1 }), 0);
+});
+
+Deno.test("chunk arithmetic: units and retired instructions per chunk", () => {
+  assert.equal(unitsPerChunk({ kind: "io-out", rounds: 4 }), 4 * 65536);
+  assert.equal(unitsPerChunk({ kind: "raw", iterations: 1000 }), 2000);
+  assert.equal(unitsPerChunk({ kind: "mmio-write", rounds: 3 }), 3 * 65536);
+  assert.equal(instructionsPerChunk({ kind: "mmio-write", rounds: 1 }), 3 + (3 + 131072) + 7);
+  // io-out: mov dx, mov al, mov bx; per round xor cx + 65536 × (out, loop) + dec bx + jnz; 7-instruction tail.
+  assert.equal(instructionsPerChunk({ kind: "io-out", rounds: 2 }), 3 + 2 * (3 + 131072) + 7);
+  // raw: mov ecx + iterations × (dec, jnz) + tail.
+  assert.equal(instructionsPerChunk({ kind: "raw", iterations: 1000 }), 1 + 2000 + 7);
+});
+
+Deno.test("markers: 0x80 | chunk index, text bytes kept aside, an out-of-sequence marker is reported", () => {
+  assert.equal(markerByte(0), 0x80);
+  assert.equal(markerByte(127), 0xff);
+  assert.equal(markerByte(128), 0x80);
+  const log = new MarkerLog();
+  log.feed(new Uint8Array([0x3c, 0x62, 0x80, 0x81]), 10);
+  log.feed(new Uint8Array([0x82]), 20);
+  assert.deepEqual(log.times, [10, 10, 20]);
+  assert.equal(log.text, "<b");
+  assert.equal(log.bad, undefined);
+  log.feed(new Uint8Array([0x85, 0x84]), 30);
+  assert.equal(log.bad, "marker 3 is 0x85: expected 0x83");
+  assert.equal(log.times.length, 5);
+});
+
+Deno.test("window rates: start at marker 0 (boot excluded), end at the first marker >= duration later", () => {
+  // Boot took 100 ms (marker 0 at t=100); then one chunk per 10 ms of 1000 units.
+  const times = [100, 110, 120, 130, 140, 150];
+  assert.deepEqual(windowRates(times, 1000, 20, 10), [100_000, 100_000]);
+  assert.deepEqual(windowRates(times, 1000, 20, 1), [100_000]);
+  // Uneven chunks: window 0 = markers 0..2 (2 chunks in 25 ms), window 1 = 2..3 (1 chunk in 30 ms).
+  assert.deepEqual(windowRates([0, 5, 25, 55], 10, 20, 5), [800, 1000 / 3]);
+  // A start-up of any length changes nothing: shifting every marker leaves the rates.
+  assert.deepEqual(windowRates(times.map((t) => t + 5000), 1000, 20, 10), [100_000, 100_000]);
+  assert.deepEqual(windowRates([100], 1000, 20, 10), []);
+});
+
+Deno.test("chunks for a measuring process: windows × duration / chunk time with 50 % margin, plus boot and spare", () => {
+  assert.equal(chunksFor(10, 300, 4), Math.ceil(30 * 4 * 1.5) + 2);
+  assert.equal(chunksFor(500, 300, 2), Math.ceil(1 * 2 * 1.5) + 2);
+  assert.throws(() => chunksFor(0, 300, 2), /chunk time 0 ms: expected > 0/);
+  assert.equal(medianInterval([0, 10, 30, 31]), 10);
+  assert.equal(medianInterval([0, 10, 30]), 15);
+  assert.throws(() => medianInterval([1]), /1 markers: expected at least 2/);
+});
+
+Deno.test("findOnPath: the first PATH directory holding the file", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.writeTextFileSync(`${dir}/prog`, "");
+    assert.equal(findOnPath("prog", `/nonexistent:${dir}`), `${dir}/prog`);
+    assert.equal(findOnPath("absent", `/nonexistent:${dir}`), undefined);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
