@@ -6,7 +6,7 @@ import {
   KVM_RUN_INTERNAL_NDATA, KVM_RUN_INTERNAL_SUBERROR,
 } from "../abi.generated";
 import { RUN, ST_EXIT, setStatus } from "../x86/cpu";
-import { insnStart, nextIp } from "../x86/decode_state";
+import { insnStart } from "../x86/decode_state";
 import { peekCode } from "../x86/mem";
 
 /** End the instruction with a userspace exit `reason` (kvm_run's union already filled). */
@@ -24,12 +24,14 @@ export let exitReason: i32 = 0;
  * prepare_emulation_failure_exit(): flags = INSTRUCTION_BYTES, insn_size and
  * insn_bytes (padded with 0x90), data[0] = flags, data[1..2] = the instruction bytes,
  * data[3..7] = the five exit-info words (zero here: there is no hardware exit), ndata = 8.
- * The bytes are those fetched for the instruction so far (at least one, at most 15).
+ * insn_size is what KVM's decoder had fetched: it prefetches 15 bytes from the
+ * instruction's start, stopping at the end of the code page or the CS limit
+ * (__do_insn_fetch_bytes), so it is 15 unless the page or limit ends sooner —
+ * here the fetch window, which ends at the same places. Bytes are never read
+ * past it.
  */
 export function internalErrorEmulation(): void {
-  let n = <i32>(nextIp - insnStart);
-  if (n < 1) n = 1;
-  if (n > 15) n = 15;
+  const n = 15;
   const p = RUN + KVM_RUN_EMULATION_FAILURE_INSN_BYTES;
   for (let i = 0; i < 15; i++) store<u8>(p + i, 0x90);
   let got = 0;
