@@ -43,7 +43,7 @@ import { execOneByte } from "./exec_onebyte";
 import { lockAllowed } from "./lock";
 import { EXC_UD, raise } from "./exceptions";
 import { clearReplay } from "./exec_operands";
-import { fetch8, pop, push, readMem, readMemRmw, writeMem, writeMemFinal } from "./mem";
+import { fetch8, mmioStoreFinal, pop, push, readMem, readMemRmw, writeMem, writeMemFinal } from "./mem";
 import { callNear, retNear } from "./exec_onebyte";
 import { sysHlt, sysIn, sysOut } from "./exec_system";
 import { cpl, csDefault32, is64 } from "./mode";
@@ -468,6 +468,7 @@ let fEaSeg: i32 = SEG_DS;
       else store<u16>(a, <u16>v);
       return;
     }
+    if (seg != SEG_FS && seg != SEG_GS && mmioStoreFinal(addr, size, v)) return;
   }
   writeMemFinal(seg, addr, size, v);
 }

@@ -125,6 +125,20 @@ function mmioRead(gpa: u64, len: i32): u64 {
   return 0;
 }
 
+/**
+ * The fast path's store to MMIO (decode.ts fastWrite after a TLB miss, 64-bit
+ * mode, DS/ES/SS, no data breakpoints): when the one-entry MMIO translation
+ * (tlb.ts mmioTag, filled by translateSlow) covers the page with write
+ * permission, the store exits as writeMemFinal would, without the segment,
+ * TLB and walk steps in between. False: not covered, nothing done.
+ */
+export function mmioStoreFinal(lin: u64, size: i32, v: u64): bool {
+  if (mmioTag != (lin >> 12) + 1 || (mmioPerm & permNeed(ACC_WRITE, privNow())) == 0 ||
+    <i32>(lin & 0xfff) + size > 4096) return false;
+  mmioWrite(mmioGpaPage | (lin & 0xfff), size, v, true);
+  return true;
+}
+
 /** `fast`: the write is the instruction's only MMIO access and its last action (writeMemFinal). */
 function mmioWrite(gpa: u64, len: i32, v: u64, fast: bool): void {
   if (replayNext(RK_MMIO_WRITE, gpa, <u32>len)) return;
