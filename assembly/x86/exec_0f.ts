@@ -1,7 +1,10 @@
 // The two-byte opcode map 0F xx (Intel SDM vol. 2 Table A-3), one dense switch.
 import { VS_SEG_LDTR_SELECTOR, VS_SEG_TR_SELECTOR } from "../abi.generated";
 import { RAX, RBX, RCX, RDX, RSP, S, SEG_DS, SEG_FS, SEG_GS, SEG_SS, ST_OK, reg64, setReg64, status } from "./cpu";
-import { addrSize, ea, eaSeg, modrmMod, modrmReg, modrmRm, nextIp, opSize, repPrefix, rex, setEa } from "./decode_state";
+import {
+  addrSize, ea, eaSeg, lockPrefix, modrmMod, modrmReg, modrmRm, nextIp, opSize, repPrefix, rex, setEa,
+} from "./decode_state";
+import { LK_BTS, LK_CMPXCHG, LK_CMPXCHG8B, lockedOld, lockedRmw } from "./atomic_rmw";
 import { ALU_ADD, ALU_CMP, alu, imulTrunc, setBsfFlags, setBtFlags, shiftDouble } from "./alu";
 import { EXC_GP, EXC_UD, raise, raiseErr } from "./exceptions";
 import {
@@ -121,6 +124,10 @@ function bitOp(kind: i32, size: i32, off: u64, fromReg: bool): void {
   if (modrmMod == 3) v = getReg(modrmRm, size);
   else {
     addr = fromReg ? btMemAddr(size, off) : ea;
+    if (kind != 0 && lockPrefix != 0 && lockedRmw(eaSeg, addr, size, LK_BTS + kind - 1, bit, 0)) {
+      if (ok()) done();
+      return;
+    }
     v = kind == 0 ? readMem(eaSeg, addr, size) : readMemRmw(eaSeg, addr, size);
     if (!ok()) return;
   }
@@ -138,6 +145,15 @@ function bitOp(kind: i32, size: i32, off: u64, fromReg: bool): void {
 function cmpxchg(size: i32): void {
   decodeModrm(0);
   if (!ok()) return;
+  if (lockPrefix != 0 && modrmMod != 3) {
+    const a = getReg(RAX, size);
+    if (lockedRmw(eaSeg, ea, size, LK_CMPXCHG, readG(size), a)) {
+      if (!ok()) return;
+      if (lockedOld != a) setReg(RAX, size, lockedOld);
+      done();
+      return;
+    }
+  }
   const d = readRMrmw(size);
   if (!ok()) return;
   const acc = getReg(RAX, size);
@@ -156,7 +172,11 @@ function cmpxchg(size: i32): void {
   done();
 }
 
-/** CMPXCHG8B / CMPXCHG16B (0F C7 /1), ModRM already decoded. */
+/**
+ * CMPXCHG8B / CMPXCHG16B (0F C7 /1), ModRM already decoded. LOCK CMPXCHG8B is atomic
+ * across vCPUs when aligned on RAM (atomic_rmw.ts); CMPXCHG16B is not (WebAssembly has
+ * no 16-byte compare-exchange): its two halves are separate accesses.
+ */
 function cmpxchg8b16b(): void {
   if (modrmMod == 3) { ud(); return; }
   const wide = opSize == 8;
@@ -179,9 +199,16 @@ function cmpxchg8b16b(): void {
       setEager(f);
     }
   } else {
+    const cmp = (getReg(RDX, 4) << 32) | getReg(RAX, 4);
+    if (lockPrefix != 0 && lockedRmw(eaSeg, ea, 8, LK_CMPXCHG8B, (getReg(RCX, 4) << 32) | getReg(RBX, 4), cmp)) {
+      if (!ok()) return;
+      const o = lockedOld;
+      if (o != cmp) { setReg(RAX, 4, o & 0xffffffff); setReg(RDX, 4, o >> 32); }
+      done();
+      return;
+    }
     const v = readMemRmw(eaSeg, ea, 8);
     if (!ok()) return;
-    const cmp = (getReg(RDX, 4) << 32) | getReg(RAX, 4);
     const f = getOszapc() & ~ZF;
     if (v == cmp) {
       writeMem(eaSeg, ea, 8, (getReg(RCX, 4) << 32) | getReg(RBX, 4)); if (!ok()) return;
@@ -218,6 +245,12 @@ function xadd(size: i32): void {
     const sum = alu(ALU_ADD, d, g, size);
     writeG(size, d);
     setReg(modrmRm, size, sum);
+    done();
+    return;
+  }
+  if (lockPrefix != 0 && lockedRmw(eaSeg, ea, size, ALU_ADD, g, 0)) {
+    if (!ok()) return;
+    writeG(size, lockedOld);
     done();
     return;
   }

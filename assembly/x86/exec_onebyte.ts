@@ -5,7 +5,10 @@ import {
   RAX, RBP, RBX, RCX, RDX, RSP, S, SEG_CS, SEG_DS, SEG_ES, SEG_FS, SEG_GS, SEG_SS, ST_OK, reg64, setReg64, setRip,
   status,
 } from "./cpu";
-import { addrSize, ea, eaSeg, modrmMod, modrmReg, modrmRm, nextIp, opSize, rex, segOverride, setEa, setNextIp } from "./decode_state";
+import {
+  addrSize, ea, eaSeg, lockPrefix, modrmMod, modrmReg, modrmRm, nextIp, opSize, rex, segOverride, setEa, setNextIp,
+} from "./decode_state";
+import { LK_DEC, LK_INC, LK_NEG, LK_NOT, LK_XCHG, lockedOld, lockedRmw } from "./atomic_rmw";
 import {
   ALU_AND, ALU_CMP, alu, aluDec, aluInc, aluNeg, divide128, divQuot, divRem, idivide128, imulTrunc, mulhs, mulhu,
   setMulFlags, shift,
@@ -98,6 +101,7 @@ export function aluE(op: i32, size: i32, src: u64): void {
     done();
     return;
   }
+  if (lockPrefix != 0 && lockedRmw(eaSeg, ea, size, op, src, 0)) { if (ok()) done(); return; }
   const a = readRMrmw(size);
   if (!ok()) return;
   saveFlags();
@@ -191,6 +195,7 @@ function incDecE(size: i32, dec: bool): void {
     done();
     return;
   }
+  if (lockPrefix != 0 && lockedRmw(eaSeg, ea, size, dec ? LK_DEC : LK_INC, 0, 0)) { if (ok()) done(); return; }
   const v = readRMrmw(size);
   if (!ok()) return;
   saveFlags();
@@ -214,6 +219,10 @@ function group3(size: i32): void {
     return;
   }
   if (sub == 2 || sub == 3) { // NOT / NEG
+    if (lockPrefix != 0 && modrmMod != 3 && lockedRmw(eaSeg, ea, size, sub == 2 ? LK_NOT : LK_NEG, 0, 0)) {
+      if (ok()) done();
+      return;
+    }
     const v = readRMrmw(size);
     if (!ok()) return;
     if (sub == 2) {
@@ -553,6 +562,13 @@ function xchgE(size: i32): void {
     const v = getReg(modrmRm, size);
     setReg(modrmRm, size, g);
     writeG(size, v);
+    done();
+    return;
+  }
+  // XCHG with memory is locked with or without the prefix.
+  if (lockedRmw(eaSeg, ea, size, LK_XCHG, g, 0)) {
+    if (!ok()) return;
+    writeG(size, lockedOld);
     done();
     return;
   }
