@@ -25,14 +25,14 @@
  * CPUID, MSR filter) must not change while any vCPU thread is inside `run()`:
  * the core reads those tables without locks (KVM protects them with SRCU).
  *
- * Guest memory shared by vCPUs running at once (what the core does not yet
- * make atomic, checked 2026-12-02): LOCK-prefixed read-modify-writes (LOCK
- * INC/XADD/CMPXCHG, XCHG) are plain loads and stores, so two vCPUs
- * incrementing one counter lose updates; the page walker's accessed/dirty
- * bits are written back as whole entries (a concurrent PTE change can be
- * undone) and dirty-log bits as byte read-modify-writes (a bit set by
- * another vCPU in the same byte can be lost). Guests whose vCPUs share no
- * written data (the scaling benchmark) are unaffected.
+ * Guest memory shared by vCPUs running at once: LOCK-prefixed
+ * read-modify-writes and XCHG with memory are atomic on naturally aligned RAM
+ * (assembly/x86/atomic_rmw.ts); split locks (misaligned or page-crossing),
+ * CMPXCHG16B, and locked accesses while data breakpoints are armed are not.
+ * Not atomic either (checked 2026-12-02): the page walker writes
+ * accessed/dirty bits back as whole entries (a concurrent PTE change can be
+ * undone) and dirty-log bits as byte read-modify-writes (a bit set by another
+ * vCPU in the same byte can be lost).
  *
  * @module
  */
