@@ -10,6 +10,7 @@
  * @module
  */
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
+import type { GuestVcpu, GuestVm } from "../src/backends/types.ts";
 import type { Vcpu } from "../src/vcpu.ts";
 import type { Vm } from "../src/vm.ts";
 import { RESERVED_SIZE } from "../src/x86/setup.ts";
@@ -88,7 +89,7 @@ export type PathHandler =
     readonly fn: (exit: { setData(v: bigint): void }, sink: Sink) => void;
   }
   /** INT3 with KVM_GUESTDBG_USE_SW_BP: KVM_EXIT_DEBUG (#BP at the INT3); `fn` moves RIP past it. The guest counts in rsi (checked). */
-  | { readonly kind: "debug-sw-bp"; readonly fn: (vcpu: Vcpu, sink: Sink) => void };
+  | { readonly kind: "debug-sw-bp"; readonly fn: (vcpu: GuestVcpu, sink: Sink) => void };
 
 /** One measured path. */
 export interface BenchPath {
@@ -100,7 +101,7 @@ export interface BenchPath {
   readonly unit: Unit;
   readonly loop: Loop;
   /** Extra setup after the VM and vCPU exist (registers, devices). */
-  readonly setup?: (vm: Vm, vcpu: Vcpu) => void;
+  readonly setup?: (vm: GuestVm, vcpu: GuestVcpu) => void;
   readonly handler: PathHandler;
   /** Guest instructions per unit in the steady state (checked against the retired count). */
   readonly instructionsPerUnit: number;
@@ -161,7 +162,7 @@ export function answerMsr(exit: { setData(v: bigint): void }, sink: Sink): void 
 }
 
 /** The INT3 handler: KVM reports #BP with RIP at the INT3; step over its one byte. */
-export function skipInt3(vcpu: Vcpu, sink: Sink): void {
+export function skipInt3(vcpu: GuestVcpu, sink: Sink): void {
   vcpu.setRegs({ rip: vcpu.getRegs().rip + 1n });
   sink.calls++;
   sink.sum = (sink.sum + 1) | 0;

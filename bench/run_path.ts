@@ -22,6 +22,7 @@ import {
 import type { ExitHandlers } from "../src/exits/dispatch.ts";
 import { RESUME } from "../src/exits/outcome.ts";
 import { assemble } from "../src/asm/x86.ts";
+import type { GuestVcpu, GuestVm } from "../src/backends/types.ts";
 import type { Vcpu } from "../src/vcpu.ts";
 import type { KvmRegs } from "../src/x86/regs.ts";
 import type { Vm } from "../src/vm.ts";
@@ -57,7 +58,7 @@ export class BenchPathError extends Error {
 
 const MAX_BUDGET = 0x7fffffff;
 
-function unexpected(p: BenchPath, vcpu: Vcpu, reason: number): never {
+function unexpected(p: BenchPath, vcpu: GuestVcpu, reason: number): never {
   const exit = decodeExit(vcpu.kvmRun);
   throw new BenchPathError(
     p.path,
@@ -91,7 +92,8 @@ function budgetStep(p: BenchPath, vcpu: Vcpu): (n: number) => number {
   };
 }
 
-function runUntilStep(p: BenchPath, vm: Vm, vcpu: Vcpu, sink: Sink): (n: number) => number {
+/** The runUntil loop of path `p` (either backend). */
+export function runUntilStep(p: BenchPath, vm: GuestVm, vcpu: GuestVcpu, sink: Sink): (n: number) => number {
   const h = p.handler;
   let handlers: ExitHandlers | undefined;
   switch (h.kind) {
@@ -135,7 +137,8 @@ function runUntilStep(p: BenchPath, vm: Vm, vcpu: Vcpu, sink: Sink): (n: number)
   };
 }
 
-function switchStep(p: BenchPath, vcpu: Vcpu, sink: Sink): (n: number) => number {
+/** The runRaw + switch loop of path `p` (either backend). */
+export function switchStep(p: BenchPath, vcpu: GuestVcpu, sink: Sink): (n: number) => number {
   const run = vcpu.kvmRun;
   const h = p.handler;
   switch (h.kind) {

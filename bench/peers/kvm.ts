@@ -1,31 +1,30 @@
 /**
  * Peer "kvm": the same guest loops as the kvmsim exit paths (bench/paths.ts:
- * same 64-bit code, same long-mode setup, same runUntil / switch loops and
- * handlers), run on the host's /dev/kvm through the KVM backend.
+ * same 64-bit code, same long-mode setup and setup hook, and bench/run_path.ts's
+ * own runUntil / switch loops and handlers), run on the host's /dev/kvm
+ * through the KVM backend.
  *
- * Not measured: raw/dec-jnz. On this host /dev/kvm is kvm_pvm, which runs
- * CPL0 guest code through KVM's instruction emulator (~1.4 µs per
- * instruction, /work/shared/spec/perf_anchors.md §0), so a CPL0 raw rate is
- * an emulator figure, not a hardware one; the row would mislead.
+ * Not measured, each logged with its reason: the raw loops (on this host
+ * /dev/kvm is kvm_pvm, which runs CPL0 guest code through KVM's instruction
+ * emulator, ~1.4 µs per instruction, /work/shared/spec/perf_anchors.md §0: a
+ * CPL0 raw rate is an emulator figure, not a hardware one), the in-kernel
+ * paths (counted by the instruction budget), string IO (this KVM exits once
+ * per element) and INT3 debug exits (not emulated at CPL0 here).
  *
  * Checks after every run: handler calls = exits, byte sum = exits × byte
- * (KVM does not count retired instructions, so that check is the kvmsim
- * runner's only).
+ * (× bytes per exit for string IO) (KVM does not count retired instructions,
+ * so that check is the kvmsim runner's only).
  *
  * @module
  */
-import { exitReasonName, KVM_CONSTANTS as K } from "../../src/abi/constants.ts";
 import { assemble } from "../../src/asm/x86.ts";
 import type { BackendVcpu, BackendVm } from "../../src/backends/front.ts";
 import { kvmUnavailableReason } from "../../src/backends/kvm/system.ts";
-import type { BusAccess, BusDevice } from "../../src/devices/bus.ts";
-import { ioIsOut, ioPort, ioSingleData, mmioData, mmioIsWrite, mmioPhysAddr } from "../../src/exits/decode.ts";
-import type { ExitHandlers } from "../../src/exits/dispatch.ts";
-import { RESUME } from "../../src/exits/outcome.ts";
 import { createVmWithOneVcpu } from "../../src/x86/setup.ts";
 import { type BenchPath, LOAD, type Sink } from "../paths.ts";
 import { peerRow, type ResultRow } from "../report.ts";
 import { ratePerSecond, summarize } from "../stats.ts";
+import { runUntilStep, switchStep } from "../run_path.ts";
 import { type Peer, PeerCheckError, type PeerOutcome, type PeerSettings } from "./peer.ts";
 
 /** Why raw/dec-jnz has no kvm row. */
@@ -35,131 +34,17 @@ export const KVM_RAW_SKIP =
 /** Every KVM_RUN gets this watchdog, so a guest that runs away cannot hang the bench. */
 const RUN_TIMEOUT_MS = 5_000;
 
-function device(fn: (data: Uint8Array, sink: Sink) => void, sink: Sink): BusDevice {
-  return {
-    name: "bench-kvm",
-    read(_o: number, data: Uint8Array, _a: BusAccess): void {
-      data.fill(0xff);
-    },
-    write(_o: number, data: Uint8Array, _a: BusAccess): void {
-      fn(data, sink);
-    },
-  };
-}
-
-function fail(p: BenchPath, vcpu: BackendVcpu, reason: number): never {
-  throw new PeerCheckError(
-    "kvm",
-    p.path,
-    `unexpected exit ${exitReasonName(reason)} (${reason}) at rip 0x${vcpu.getRegs().rip.toString(16)}`,
-  );
-}
-
-/** `step(n)` does n exits of path `p` on the KVM vCPU, through the path's loop. */
-function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n: number) => void {
-  const h = p.handler;
-  const run = vcpu.kvmRun;
+/**
+ * `step(n)` does n exits of path `p` on the KVM vCPU: bench/run_path.ts's own
+ * runUntil / switch loops, which take either backend's VM and vCPU, so both
+ * engines run literally the same loop and handler.
+ */
+function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n: number) => number {
   switch (p.loop) {
-    case "runUntil": {
-      let handlers: ExitHandlers | undefined;
-      switch (h.kind) {
-        case "pio-out":
-          vm.pio.insert(device(h.fn, sink), h.port, 1);
-          break;
-        case "mmio-write":
-          vm.mmio.insert(device(h.fn, sink), h.addr, 8);
-          break;
-        case "hlt": {
-          const fn = h.fn;
-          handlers = { hlt: () => (fn(sink), RESUME) };
-          break;
-        }
-        case "pio-in":
-        case "pio-outs":
-        case "mmio-read":
-        case "in-kernel":
-        case "msr-user":
-        case "debug-sw-bp":
-        case "none":
-          throw new PeerCheckError(
-            "kvm",
-            p.path,
-            `loop runUntil on kvm runs handlers pio-out, mmio-write and hlt, got "${h.kind}"`,
-          );
-        default: {
-          const never: never = h;
-          throw new PeerCheckError("kvm", p.path, `unknown handler ${JSON.stringify(never)}`);
-        }
-      }
-      const reason = h.kind === "pio-out" ? "io" : h.kind === "mmio-write" ? "mmio" : "hlt";
-      return (n) => {
-        const r = handlers ? vm.runUntil(vcpu, { maxExits: n, handlers }) : vm.runUntil(vcpu, { maxExits: n });
-        if (r.stop.kind !== "max-exits" || r.exits !== n || r.counts[reason] !== n) {
-          throw new PeerCheckError(
-            "kvm",
-            p.path,
-            `runUntil stopped with ${JSON.stringify(r.stop)} after ${r.exits} exits (${
-              JSON.stringify(r.counts)
-            }): expected ${n} ${reason} exits`,
-          );
-        }
-      };
-    }
+    case "runUntil":
+      return runUntilStep(p, vm, vcpu, sink);
     case "switch":
-      switch (h.kind) {
-        case "pio-out": {
-          const { port, fn } = h;
-          return (n) => {
-            for (let i = 0; i < n; i++) {
-              const reason = vcpu.runRaw();
-              if (reason !== K.KVM_EXIT_IO) fail(p, vcpu, reason);
-              const data = ioSingleData(run);
-              if (data === undefined || !ioIsOut(run) || ioPort(run) !== port) fail(p, vcpu, reason);
-              fn(data, sink);
-            }
-          };
-        }
-        case "mmio-write": {
-          const { addr, fn } = h;
-          return (n) => {
-            for (let i = 0; i < n; i++) {
-              const reason = vcpu.runRaw();
-              if (reason !== K.KVM_EXIT_MMIO) fail(p, vcpu, reason);
-              const data = mmioData(run);
-              if (data === undefined || !mmioIsWrite(run) || mmioPhysAddr(run) !== addr) fail(p, vcpu, reason);
-              fn(data, sink);
-            }
-          };
-        }
-        case "hlt": {
-          const fn = h.fn;
-          return (n) => {
-            for (let i = 0; i < n; i++) {
-              const reason = vcpu.runRaw();
-              if (reason !== K.KVM_EXIT_HLT) fail(p, vcpu, reason);
-              fn(sink);
-            }
-          };
-        }
-        case "pio-in":
-        case "pio-outs":
-        case "mmio-read":
-        case "in-kernel":
-        case "msr-user":
-        case "debug-sw-bp":
-        case "none":
-          throw new PeerCheckError(
-            "kvm",
-            p.path,
-            `loop switch on kvm runs handlers pio-out, mmio-write and hlt, got "${h.kind}"`,
-          );
-        default: {
-          const never: never = h;
-          throw new PeerCheckError("kvm", p.path, `unknown handler ${JSON.stringify(never)}`);
-        }
-      }
-      // Every handler case above returns or throws.
-      throw new PeerCheckError("kvm", p.path, `unreachable: handler ${h.kind} fell out of the switch loop`);
+      return switchStep(p, vcpu, sink);
     case "budget":
       throw new PeerCheckError("kvm", p.path, `loop budget is not run on kvm (${KVM_RAW_SKIP})`);
     default: {
@@ -170,7 +55,7 @@ function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n
 }
 
 /** One timed run: chunks of exits (starting at 64, doubled while a chunk takes < 5 ms) until `ms` is up; returns exits/s. */
-function timedRun(p: BenchPath, step: (n: number) => void, sink: Sink, ms: number): number {
+function timedRun(p: BenchPath, step: (n: number) => number, sink: Sink, ms: number): number {
   const calls0 = sink.calls, sum0 = sink.sum;
   let chunk = 64, exits = 0;
   const t0 = performance.now();
@@ -186,11 +71,17 @@ function timedRun(p: BenchPath, step: (n: number) => void, sink: Sink, ms: numbe
   const calls = sink.calls - calls0, sum = (sink.sum - sum0) | 0;
   if (calls !== exits) throw new PeerCheckError("kvm", p.path, `handler called ${calls} times for ${exits} exits`);
   const h = p.handler;
-  if ((h.kind === "pio-out" || h.kind === "mmio-write") && sum !== (Math.imul(calls, h.expectByte) | 0)) {
+  const want = h.kind === "pio-out" || h.kind === "mmio-write" || h.kind === "pio-in" || h.kind === "mmio-read" ||
+      h.kind === "msr-user"
+    ? Math.imul(calls, h.expectByte) | 0
+    : h.kind === "pio-outs"
+    ? Math.imul(calls * h.bytesPerExit, h.expectByte) | 0
+    : undefined;
+  if (want !== undefined && sum !== want) {
     throw new PeerCheckError(
       "kvm",
       p.path,
-      `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${h.expectByte.toString(16)}`,
+      `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${want >>> 0}`,
     );
   }
   return ratePerSecond(exits, t - t0);
@@ -198,16 +89,10 @@ function timedRun(p: BenchPath, step: (n: number) => void, sink: Sink, ms: numbe
 
 /** Measure one exit path on KVM. */
 export function measureKvmPath(p: BenchPath, settings: Omit<PeerSettings, "paths">): ResultRow {
-  if (p.setup !== undefined) {
-    throw new PeerCheckError(
-      "kvm",
-      p.path,
-      "the path has a setup hook, which takes a simulator Vm: not runnable on kvm",
-    );
-  }
   const { bytes } = assemble(p.asm, { bits: 64, origin: LOAD });
   const { vm, vcpu } = createVmWithOneVcpu({ code: bytes, load: LOAD, backend: "kvm", runTimeoutMs: RUN_TIMEOUT_MS });
   try {
+    p.setup?.(vm, vcpu);
     const sink: Sink = { calls: 0, sum: 0 };
     const step = stepper(p, vm, vcpu, sink);
     for (let i = 0; i < settings.warmup; i++) timedRun(p, step, sink, settings.durationMs);
@@ -227,8 +112,24 @@ export function measureKvmPath(p: BenchPath, settings: Omit<PeerSettings, "paths
   }
 }
 
+/** Why a handler kind has no kvm row (logged; every other kind outside KVM_HANDLERS is "no kvm loop yet"). */
+const KVM_SKIPS: Readonly<Record<string, string>> = {
+  "pio-outs":
+    "this host's KVM exits once per element of a REP OUTSB (count 1), so the 16-byte batch has no counterpart",
+  "in-kernel": "an in-kernel exit is counted by the instruction budget, which KVM does not have",
+  "debug-sw-bp":
+    "kvm_pvm's emulator does not emulate INT3 at CPL0 here (KVM_EXIT_INTERNAL_ERROR; tests/conformance/kvm_divergences.ts)",
+};
+
 /** The handler kinds the kvm peer has loops for; other paths are skipped with a log line. */
-const KVM_HANDLERS: ReadonlySet<string> = new Set(["pio-out", "mmio-write", "hlt"]);
+const KVM_HANDLERS: ReadonlySet<string> = new Set([
+  "pio-out",
+  "mmio-write",
+  "hlt",
+  "pio-in",
+  "mmio-read",
+  "msr-user",
+]);
 
 export const kvmPeer: Peer = {
   name: "kvm",
@@ -242,7 +143,8 @@ export const kvmPeer: Peer = {
         continue;
       }
       if (!KVM_HANDLERS.has(p.handler.kind)) {
-        settings.log?.(`  kvm: ${p.path} not run on kvm (handler "${p.handler.kind}" has no kvm loop yet)`);
+        const why = KVM_SKIPS[p.handler.kind] ?? `handler "${p.handler.kind}" has no kvm loop yet`;
+        settings.log?.(`  kvm: ${p.path} not run on kvm: ${why}`);
         continue;
       }
       const row = measureKvmPath(p, settings);
