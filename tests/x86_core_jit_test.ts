@@ -308,13 +308,15 @@ Deno.test("a translated DEC/JNZ loop: exact count, RIP, RCX and flags at every b
   assert.ok(vm.core.jitStats!.compiled >= 1);
 });
 
-Deno.test("every Jcc after every flag op on edge values, decided by the translation from its first iteration", () => {
+Deno.test("every Jcc after every flag op (ALU, TEST, INC/DEC, shifts, IMUL) on edge values, decided by the translation from its first iteration", () => {
   // Entered through a backward JMP, so once hot the translation runs every iteration.
-  const ops = [...ALU.map((o) => `${o} eax, r9d`), "test eax, r9d", "inc eax", "dec eax"];
+  const shifts = ["shl eax, 1", "shl eax, 13", "shl eax, 31", "shr eax, 1", "shr eax, 9", "sar eax, 1", "sar eax, 30"];
+  const ops = [...ALU.map((o) => `${o} eax, r9d`), "test eax, r9d", "inc eax", "dec eax", ...shifts];
+  const imuls = ["imul eax, r9d, 0x12345", "imul eax, r9d, -3", "imul eax, eax, 0x7fffffff"]; // 32-bit only
   const r = rng(7);
   let translated = 0;
   for (const wide of [false, true]) {
-    for (const op of ops) {
+    for (const op of wide ? ops : [...ops, ...imuls]) {
       const o = wide ? op.replace("eax", "rax").replace("r9d", "r9") : op;
       for (let cc = 0; cc < 16; cc++) {
         const src = `jmp start\ntop:\nmov ${wide ? "rax, r8" : "eax, r8d"}\n${o}\n${CCS[cc]} top\nhlt\nstart:\njmp top`;
@@ -344,7 +346,7 @@ Deno.test("every Jcc after every flag op on edge values, decided by the translat
       }
     }
   }
-  assert.equal(translated, 2 * ops.length * 16);
+  assert.equal(translated, (2 * ops.length + imuls.length) * 16);
 });
 
 Deno.test("ADC/SBB/INC/DEC first in a translated loop take CF from every kind of lazy state it is entered with", () => {
@@ -410,4 +412,352 @@ Deno.test("by default a loop is translated only after JIT_HOT_DEFAULT entries", 
   runFor(vcpu, 2 * JIT_HOT_DEFAULT + 1000, 1_000_000);
   assert.equal(vm.core.jitStats!.compiled, 1);
   assert.equal(vcpu.getRegs().rax, BigInt(JIT_HOT_DEFAULT + 500));
+});
+
+// ---- Memory operands, PUSH/POP, IMUL, shifts and side exits (64-bit code) ----
+
+const DATA = 0x400000, STACK = 0x500000;
+const M32 = ["eax", "edx", "esi", "edi", "ebp", "r8d", "r9d", "r10d", "r11d", "r12d", "r13d"];
+
+/** A hot loop of memory, stack, IMUL, shift and side-exit instructions mixed with register ones. */
+function memProgram(seed: number): string {
+  const r = rng(seed * 7919);
+  const pick = <T>(a: readonly T[]): T => a[r() % a.length]!;
+  const body: string[] = [];
+  const n = 2 + (r() % 12);
+  const mem = () => {
+    const s = 1 << (r() & 3);
+    return `[rbx+r15*${s}+${r() % 4096}]`;
+  };
+  let flags = false;
+  for (let k = 0; k < n; k++) {
+    const wide = (r() & 1) !== 0;
+    const rs = wide ? R64 : M32;
+    const a = pick(rs), b = pick(rs);
+    const idx = () => body.push(`mov r15d, ${pick(M32)}`, `and r15d, 0x${(r() % 2 ? 0x3ff : 0x7ff).toString(16)}`);
+    switch (r() % 16) {
+      case 0:
+        idx();
+        body.push(`mov ${a}, ${mem()}`);
+        break;
+      case 1:
+        idx();
+        body.push(`mov ${mem()}, ${a}`);
+        break;
+      case 2:
+        idx();
+        body.push(`${pick(ALU)} ${a}, ${mem()}`);
+        flags = true;
+        break;
+      case 3:
+        idx();
+        body.push(`${pick(ALU)} ${mem()}, ${a}`);
+        flags = true;
+        break;
+      case 4:
+        body.push(`push ${pick(R64)}`);
+        break;
+      case 5:
+        body.push(`pop ${pick(R64)}`);
+        break;
+      case 6:
+        body.push(`imul ${pick(M32)}, ${pick(M32)}, ${r() & 1 ? (r() % 256) - 128 : (r() | 0)}`);
+        flags = true;
+        break;
+      case 7:
+        idx();
+        body.push(`imul ${pick(M32)}, dword ${mem()}, ${(r() % 256) - 128}`);
+        flags = true;
+        break;
+      case 8:
+        body.push(`${pick(["shl", "shr", "sar"])} ${a}, ${r() % 70}`);
+        flags = true;
+        break;
+      case 9:
+        if (flags) body.push(`${pick(CCS)} side`);
+        break;
+      case 10:
+        body.push(`mov ${a}, [rip+${r() % 200}]`);
+        break;
+      case 11:
+        body.push(`${pick(ALU)} ${a}, ${b}`);
+        flags = true;
+        break;
+      case 12:
+        body.push(`${r() & 1 ? "inc" : "dec"} ${a}`);
+        flags = true;
+        break;
+      case 13:
+        body.push(r() % 4 ? "call fn" : "call fn2"); // fn2 returns elsewhere
+        break;
+      case 14:
+        if (flags) body.push(`${pick(CCS)} top`); // a back edge inside the block
+        break;
+      default:
+        body.push(`mov ${a}, ${b}`);
+    }
+  }
+  const close = r() % 6;
+  const lines = [
+    `mov ebx, 0x${DATA.toString(16)}`,
+    `mov esp, 0x${STACK.toString(16)}`,
+    "outer:",
+    `mov ecx, ${1 + (r() % 40)}`,
+  ];
+  lines.push("top:", ...body);
+  if (close === 0) lines.push("jmp top");
+  else if (close < 4 || !flags) lines.push("dec ecx", "jnz top");
+  else lines.push(`${CCS[r() % 16]} top`);
+  lines.push("add r14, 1", "mov esp, 0x500000", "jmp outer", "side:", "add r14, 0x100", "jmp outer");
+  lines.push("fn:", "add r13, 1", "ret", "fn2:", "lea r12, [rip+other]", "mov [rsp], r12", "ret");
+  lines.push("other:", "add r14, 0x10000", "mov esp, 0x500000", "jmp outer");
+  return lines.join("\n");
+}
+
+const memSnapshot = (run: Run) => ({
+  ...snapshot(run),
+  data: run.vm.guestView(DATA, 0x3000).slice(),
+  stack: run.vm.guestView(STACK - 0x10000, 0x10000).slice(),
+});
+
+Deno.test("translated memory/stack/CALL/RET/IMUL/shift/side-exit/back-edge loops = interpreter, every budget split", () => {
+  let translated = 0;
+  for (let seed = 1; seed <= 50; seed++) {
+    const src = memProgram(seed);
+    const total = 3000 + (seed % 7) * 997;
+    const ref = setup(src, "long", seed);
+    jitOff(ref, true);
+    runFor(ref.vcpu, total, 1_000_000);
+    const want = memSnapshot(ref);
+    const step = setup(src, "long", seed);
+    step.vcpu.setGuestDebug({ control: HW, debugreg: [0xdead0000n, 0n, 0n, 0n, 0n, 0n, 0n, 1n] });
+    runFor(step.vcpu, total, 1_000_000);
+    assert.deepEqual(memSnapshot(step), want, `seed ${seed} (step):\n${src}`);
+    const r = rng(seed);
+    for (const budget of [1_000_000, 1, 2, 3, 5, 7, 13, () => 1 + (r() % 50)]) {
+      const t = setup(src, "long", seed);
+      runFor(t.vcpu, total, budget);
+      assert.deepEqual(memSnapshot(t), want, `seed ${seed}, budget ${budget}:\n${src}`);
+      translated += t.vm.core.jitStats!.compiled;
+      assert.equal(t.vm.core.jitStats!.errors, 0, t.vm.core.jitStats!.lastError);
+    }
+  }
+  assert.ok(translated > 100, `only ${translated} translations: the generated loops should get translated`);
+});
+
+/** The benchmark's ALU/memory mix (bench/paths.ts ALU_MEM) with its data at rbx. */
+const MIX = `
+  mov ebx, 0x400000
+  mov esp, 0x500000
+  xor esi, esi
+top:
+  mov eax, esi
+  and eax, 7
+  add [rbx+rax*4], esi
+  mov ecx, [rbx+rax*4]
+  add edi, ecx
+  imul edx, esi, 0x9e3779b1
+  add r8d, edx
+  xor edx, esi
+  shr edx, 3
+  mov r9d, edx
+  push rcx
+  pop rdx
+  cmp edx, ecx
+  jne bad
+  inc esi
+  jmp top
+bad:
+  hlt
+`;
+
+Deno.test("the ALU/memory benchmark loop is translated and runs exactly like interpreting", () => {
+  const { bytes } = assemble(MIX, { bits: 64, origin: LOAD });
+  const runs = [false, true].map((off) => {
+    const run = vmOf(bytes);
+    jitOff(run, off);
+    runFor(run.vcpu, 100_003, 997);
+    return run;
+  });
+  assert.deepEqual(memSnapshot(runs[0]!), memSnapshot(runs[1]!));
+  assert.equal(runs[0]!.vm.core.jitStats!.compiled, 1);
+  assert.equal(runs[0]!.vm.core.jitStats!.errors, 0, runs[0]!.vm.core.jitStats!.lastError);
+});
+
+Deno.test("a translated loop reaching an MMIO address leaves before that access: same exit, registers and count", () => {
+  // rbx moves by 4 KiB each iteration from RAM into the hole above 16 MiB RAM (MMIO).
+  const src = `
+    mov rbx, 0xf00000
+    xor eax, eax
+  top:
+    add eax, [rbx]
+    mov [rbx+8], eax
+    add rbx, 0x1000
+    jmp top
+  `;
+  const { bytes } = assemble(src, { bits: 64, origin: LOAD });
+  const got = [false, true].map((off) => {
+    const run = vmOf(bytes);
+    jitOff(run, off);
+    const e = run.vcpu.runRaw(1_000_000);
+    return { e, s: snapshot(run), compiled: run.vm.core.jitStats!.compiled };
+  });
+  assert.equal(got[1]!.e, K.KVM_EXIT_MMIO);
+  assert.deepEqual(got[0]!.s, got[1]!.s);
+  assert.equal(got[0]!.e, got[1]!.e);
+  assert.equal(got[0]!.compiled, 1);
+});
+
+Deno.test("a page made not present under a translated loop (page table + INVLPG): the interpreter takes it over", () => {
+  // The loop reads [rbx] until the guest clears the PD entry of rbx's 2 MiB page and INVLPGs it;
+  // the next read faults (no IDT: triple fault, a shutdown exit) exactly where interpreting does.
+  const src = `
+    mov rbx, 0x400000
+    mov edi, 200
+  outer:
+    mov ecx, 20
+  top:
+    add eax, [rbx]
+    dec ecx
+    jnz top
+    dec edi
+    jnz outer
+    mov qword [rsi], 0
+    invlpg [rbx]
+  again:
+    mov ecx, 20
+    jmp top
+  `;
+  const { bytes } = assemble(src, { bits: 64, origin: LOAD });
+  const got = [false, true].map((off) => {
+    const run = vmOf(bytes);
+    jitOff(run, off);
+    // rsi: the PD entry mapping 0x400000 (entry 2 of the PD of the identity map).
+    const pd = Number(run.vcpu.getSregs().cr3) + 0x2000;
+    assert.equal(run.vm.read64(pd + 16) & 0x400001n, 0x400001n, "identity map with 2 MiB pages expected");
+    run.vcpu.setRegs({ rsi: BigInt(pd + 16) });
+    const e = run.vcpu.runRaw(1_000_000);
+    return { e, s: snapshot(run), compiled: run.vm.core.jitStats!.compiled };
+  });
+  assert.notEqual(got[0]!.e, K.KVM_EXIT_INTR);
+  assert.equal(got[0]!.e, got[1]!.e);
+  assert.deepEqual(got[0]!.s, got[1]!.s);
+  assert.ok(got[0]!.compiled >= 1);
+});
+
+Deno.test("a translated loop storing into its own code: the run ends after the store, the new code runs", () => {
+  // The loop adds the imm32 at \`imm\` to eax and then increments that immediate (its own code); it also
+  // stores into the code page outside the loop (rdx).
+  const src = `
+    xor eax, eax
+    lea rbx, [rip + imm]
+    mov ecx, 300
+    mov edi, 1
+  top:
+    db 0x81, 0xc0
+  imm:
+    dd 1
+    add [rbx], edi
+    add [rdx], edi
+    dec ecx
+    jnz top
+    hlt
+  `;
+  const { bytes } = assemble(src, { bits: 64, origin: LOAD });
+  const got = [false, true].map((off) => {
+    const run = vmOf(bytes);
+    jitOff(run, off);
+    run.vcpu.setRegs({ rdx: BigInt(LOAD + bytes.length + 0x40) });
+    const e = run.vcpu.runRaw(1_000_000);
+    return { e, s: snapshot(run), code: run.vm.guestView(LOAD, 0x400).slice(), n: run.vm.core.jitStats!.compiled };
+  });
+  assert.equal(got[0]!.e, K.KVM_EXIT_HLT);
+  assert.equal(got[0]!.s.regs.rax, 300n * 301n / 2n);
+  assert.deepEqual(got[0], { ...got[1]!, n: got[0]!.n });
+  assert.ok(got[0]!.n >= 1);
+  // Stores into the code page but not into the loop's bytes: the translation keeps running (run by run).
+  const src2 = `
+    xor eax, eax
+    mov ecx, 3000
+    mov edi, 1
+  top:
+    add eax, 3
+    add [rdx], edi
+    dec ecx
+    jnz top
+    hlt
+  `;
+  const b2 = assemble(src2, { bits: 64, origin: LOAD }).bytes;
+  const got2 = [false, true].map((off) => {
+    const run = vmOf(b2);
+    jitOff(run, off);
+    run.vcpu.setRegs({ rdx: BigInt(LOAD + 0x800) });
+    const e = run.vcpu.runRaw(1_000_000);
+    return { e, s: snapshot(run), v: run.vm.read64(LOAD + 0x800), n: run.vm.core.jitStats!.compiled };
+  });
+  assert.equal(got2[0]!.e, K.KVM_EXIT_HLT);
+  assert.equal(got2[0]!.v, 3000n);
+  assert.deepEqual(got2[0], { ...got2[1]!, n: got2[0]!.n });
+  assert.equal(got2[0]!.n, 1);
+});
+
+Deno.test("pages written by translated code are in the dirty log", () => {
+  const src = `
+    mov rbx, 0x400000
+    mov ecx, 64
+  top:
+    mov [rbx], ecx
+    push rcx
+    add rbx, 0x1000
+    dec ecx
+    jnz top
+    hlt
+  `;
+  const { bytes } = assemble(src, { bits: 64, origin: LOAD });
+  const run = vmOf(bytes);
+  run.vcpu.setRegs({ rsp: 0x700000n });
+  run.vm.setMemoryRegionFlags(0, K.KVM_MEM_LOG_DIRTY_PAGES);
+  run.vm.getDirtyLog(0);
+  const isDirty = (log: Uint8Array, gpa: number) => ((log[gpa >> 15]! >> ((gpa >> 12) & 7)) & 1) === 1;
+  for (let pass = 0; pass < 2; pass++) {
+    run.vcpu.setRegs({ rip: BigInt(LOAD), rsp: 0x700000n });
+    assert.equal(run.vcpu.runRaw(1_000_000), K.KVM_EXIT_HLT);
+    const log = run.vm.getDirtyLog(0);
+    for (let k = 0; k < 64; k++) assert.ok(isDirty(log, 0x400000 + k * 0x1000), `pass ${pass}: page ${k}`);
+    assert.ok(isDirty(log, 0x700000 - 8) && !isDirty(log, 0x400000 + 64 * 0x1000), `pass ${pass}`);
+  }
+  assert.ok(run.vm.core.jitStats!.compiled >= 1);
+});
+
+Deno.test("a back edge and the loop end leave different flag producers: the next iteration's CF is right", () => {
+  const r = rng(23);
+  for (const mid of ["jb", "jae", "jne", "jl"]) {
+    const src = `top:\nadc eax, r9d\ncmp eax, r8d\n${mid} top\nadd r10, r11\njmp top`;
+    const { bytes } = assemble(src, { bits: 64, origin: LOAD });
+    const runs = [false, true].map((off) => {
+      const run = vmOf(bytes);
+      jitOff(run, off);
+      return run;
+    });
+    for (let k = 0; k < 80; k++) {
+      const e = () => BigInt.asUintN(64, r() & 1 ? EDGE[r() % 10]! : (BigInt(r()) << 32n) | BigInt(r()));
+      const regs = {
+        rip: BigInt(LOAD),
+        rax: e(),
+        r8: e(),
+        r9: e(),
+        r10: e(),
+        r11: e(),
+        rflags: 2n | BigInt(r() & 0x8d5),
+      };
+      const got = runs.map(({ vcpu }) => {
+        vcpu.setRegs(regs);
+        const before = vcpu.instructions;
+        const x = vcpu.runRaw(200);
+        return { x, regs: vcpu.getRegs(), n: vcpu.instructions - before };
+      });
+      assert.deepEqual(got[0], got[1], `${mid} ${k}`);
+    }
+    assert.equal(runs[0]!.vm.core.jitStats!.compiled, 1, mid);
+  }
 });

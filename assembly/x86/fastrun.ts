@@ -119,9 +119,11 @@ const NO_JCC: u64 = 0x8000000000000000;
  * At a taken backward branch to t (a loop): its translation (jit.ts) runs from
  * there if it has one; returns the instructions it retired (then RIP = jitIp).
  */
-@inline function jitAt(t: u64, budget: i32, m64: bool, wLo: u64, span: u64, wDelta: u64, g: i32): i32 {
+@inline function jitAt(
+  t: u64, budget: i32, m64: bool, wLo: u64, span: u64, wDelta: u64, g: i32, pr: u32, pw: u32,
+): i32 {
   if (t - wLo > span) return 0;
-  return jitProbe(t, <u32>(wDelta + t), m64, <i32>(span + 16 - (t - wLo)), budget, g);
+  return jitProbe(t, <u32>(wDelta + t), m64, <i32>(span + 16 - (t - wLo)), budget, g, pr, pw);
 }
 
 /**
@@ -154,7 +156,7 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
           if (((t ^ nip) >> 47) != 0) { runIp = ip + 2; return i - 1; } // maybe non-canonical
         } else t &= 0xffffffff;
         if (t <= ip) {
-          const k = jitAt(t, n - i, m64, wLo, span, wDelta, g);
+          const k = jitAt(t, n - i, m64, wLo, span, wDelta, g, pr, pw);
           if (k != 0) { i += k; ip = jitIp; continue; }
         }
         ip = t;
@@ -179,7 +181,7 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         if (t == NO_JCC) { runIp = ip; return i; }
         i++;
         if (t <= ip) {
-          const k = jitAt(t, n - i, m64, wLo, span, wDelta, g);
+          const k = jitAt(t, n - i, m64, wLo, span, wDelta, g, pr, pw);
           if (k != 0) { i += k; ip = jitIp; continue; }
         }
         ip = t;
@@ -390,7 +392,7 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         } else t &= 0xffffffff;
         i++;
         if (t <= ip) {
-          const k = jitAt(t, n - i, m64, wLo, span, wDelta, g);
+          const k = jitAt(t, n - i, m64, wLo, span, wDelta, g, pr, pw);
           if (k != 0) { i += k; ip = jitIp; continue; }
         }
         ip = t;
@@ -415,7 +417,7 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
       if (t == NO_JCC) { runIp = nip; return i; }
       i++;
       if (t <= ip) {
-        const k = jitAt(t, n - i, m64, wLo, span, wDelta, g);
+        const k = jitAt(t, n - i, m64, wLo, span, wDelta, g, pr, pw);
         if (k != 0) { i += k; ip = jitIp; continue; }
       }
       ip = t;

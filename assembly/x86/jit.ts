@@ -8,7 +8,9 @@
 // table, or answers 0 (not translatable: the entry then stays -1).
 //
 // Contract of a translated function (jitFn):
-//   (ip: u64, host: i32, m64: i32, avail: i32, budget: i32, gpr: i32) -> i32
+//   (ip: u64, host: i32, m64: i32, avail: i32, budget: i32, gpr: i32, pr: i32, pw: i32, tlb: i32) -> i32
+//   (pr/pw: the TLB permission bits of a data read/write at the current CPL, as
+//   fastRun gets them; tlb: the address of this vCPU's TLB, S + VS_TLB)
 // - It first checks that it was made for this (ip, host, m64), that the block
 //   fits in the `avail` bytes of the fetch window, and that the code bytes at
 //   `host` are still the ones it was made from; if not it returns -1 and
@@ -19,12 +21,18 @@
 //   the lazy flags in locals, then stores the GPRs, the flag globals of
 //   flags.ts (exported by index.ts and imported by the translation) exactly as
 //   interpreting would have left them, and the next RIP in `jitIp`; it returns
-//   the instructions retired. It never faults or exits (register-only code).
+//   the instructions retired. Memory operands and PUSH/POP (64-bit mode only)
+//   go through the TLB exactly like fastRun's hostOf(): on a miss (or a
+//   permission or page-crossing miss) the function leaves *before* that
+//   instruction with everything retired so far committed (the interpreter then
+//   runs it, faults or exits as usual); a store whose host address is in a page
+//   of the loop's own code leaves right after that store. A Jcc out of the loop
+//   leaves with jitIp = its target. It never faults or exits itself.
 // Indices come from this instance's table only (each instance has its own):
 // an index outside [jitLo, jitHi] (the entry was filled by another instance)
 // is dropped, and an index of this instance made for other code returns -1.
 import {
-  JIT_COUNT, JIT_ENTRIES, JIT_HOST, JIT_HOT_DEFAULT, JIT_INDEX, JIT_IP, JIT_SIZEOF, VS_JIT, VS_JIT_HOT,
+  JIT_COUNT, JIT_ENTRIES, JIT_HOST, JIT_HOT_DEFAULT, JIT_INDEX, JIT_IP, JIT_SIZEOF, VS_JIT, VS_JIT_HOT, VS_TLB,
 } from "../abi.generated";
 import { S } from "./cpu";
 
@@ -44,10 +52,12 @@ declare function jitCompile(host: i32, ip: u64, m64: i32, avail: i32): i32;
 }
 
 /** jitRun() behind an inlined check that answers 0 at once for a block found not translatable. */
-@inline export function jitProbe(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g: i32): i32 {
+@inline export function jitProbe(
+  ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g: i32, pr: u32, pw: u32,
+): i32 {
   const e = entryOf(ip);
   if (load<i32>(e + JIT_INDEX) < 0 && load<u64>(e + JIT_IP) == ip && load<u32>(e + JIT_HOST) == host) return 0;
-  return jitRun(ip, host, m64, avail, budget, g);
+  return jitRun(ip, host, m64, avail, budget, g, pr, pw);
 }
 
 /**
@@ -56,7 +66,7 @@ declare function jitCompile(host: i32, ip: u64, m64: i32, avail: i32): i32;
  * at most `budget` instructions. Returns the instructions retired (0: nothing
  * ran, interpret on); when nonzero the next RIP is in jitIp.
  */
-export function jitRun(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g: i32): i32 {
+export function jitRun(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g: i32, pr: u32, pw: u32): i32 {
   const hot = load<u32>(S + VS_JIT_HOT);
   if (hot == 0xffffffff) return 0;
   const e = entryOf(ip);
@@ -82,7 +92,7 @@ export function jitRun(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g
     if (idx > 0) { store<i32>(e + JIT_INDEX, 0); store<u32>(e + JIT_COUNT, 0); }
     return 0;
   }
-  const r = call_indirect<i32>(<u32>idx, ip, <i32>host, m64 ? 1 : 0, avail, budget, g);
+  const r = call_indirect<i32>(<u32>idx, ip, <i32>host, m64 ? 1 : 0, avail, budget, g, <i32>pr, <i32>pw, S + VS_TLB);
   if (r < 0) { // stale: the code changed (or the window shrank); count afresh
     store<i32>(e + JIT_INDEX, 0);
     store<u32>(e + JIT_COUNT, 0);
