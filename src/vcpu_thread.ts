@@ -29,10 +29,9 @@
  * read-modify-writes and XCHG with memory are atomic on naturally aligned RAM
  * (assembly/x86/atomic_rmw.ts); split locks (misaligned or page-crossing),
  * CMPXCHG16B, and locked accesses while data breakpoints are armed are not.
- * Not atomic either (checked 2026-12-02): the page walker writes
- * accessed/dirty bits back as whole entries (a concurrent PTE change can be
- * undone) and dirty-log bits as byte read-modify-writes (a bit set by another
- * vCPU in the same byte can be lost).
+ * The page walker sets accessed/dirty bits with an atomic OR, the core sets
+ * dirty-log bits with an atomic OR and getDirtyLog() fetches-and-clears each
+ * byte atomically, so none of those updates is lost between threads.
  *
  * @module
  */

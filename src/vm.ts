@@ -254,8 +254,10 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
     const r = this.mem.get(slot);
     if (r.dirty === 0) throw new DirtyLogDisabledError(slot, r.flags);
     const n = dirtyBytes(r.size);
-    const copy = this.u8.slice(r.dirty, r.dirty + n);
-    this.u8.fill(0, r.dirty, r.dirty + n);
+    // Fetch-and-clear each byte atomically: a vCPU in another Worker may be setting bits
+    // (the core ORs them in atomically), and a bit set between a copy and a clear would be lost.
+    const copy = new Uint8Array(n);
+    for (let i = 0; i < n; i++) copy[i] = Atomics.exchange(this.u8, r.dirty + i, 0);
     // KVM write-protects the logged pages again; here every vCPU flushes its TLB (whose
     // writable entries would skip the log) at its next run() entry. A vCPU running in
     // another Worker right now sees it when its run() returns (KVM would kick it).

@@ -8,7 +8,7 @@ import { VS_CR0, VS_CR3, VS_CR4, VS_EFER } from "../abi.generated";
 import { S } from "./cpu";
 import { raisePF } from "./exceptions";
 import { CR0_PG, CR0_WP, CR4_PAE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_NXE } from "./mode";
-import { physOk, physRead32, physRead64, physWrite32, physWrite64 } from "./phys";
+import { physOk, physOr32, physOr64, physRead32, physRead64 } from "./phys";
 import { P_SR, P_SW, P_SX, P_UR, P_UW, P_UX } from "./tlb";
 
 export const ACC_READ: i32 = 0;
@@ -135,12 +135,12 @@ export function walk(lin: u64, acc: i32, priv: i32, acFlag: bool): u64 {
   if (!ok) { raisePF(lin, errBase | PF_P); return 0; }
 
   // Accessed bits on every level, dirty on the leaf for writes.
-  if (nUpper > 0 && (e0 & 0x20) == 0) { if (leaf32) physWrite32(a0, <u32>(e0 | 0x20)); else physWrite64(a0, e0 | 0x20); }
-  if (nUpper > 1 && (e1 & 0x20) == 0) physWrite64(a1, e1 | 0x20);
-  if (nUpper > 2 && (e2 & 0x20) == 0) physWrite64(a2, e2 | 0x20);
+  if (nUpper > 0 && (e0 & 0x20) == 0) { if (leaf32) physOr32(a0, 0x20); else physOr64(a0, 0x20); }
+  if (nUpper > 1 && (e1 & 0x20) == 0) physOr64(a1, 0x20);
+  if (nUpper > 2 && (e2 & 0x20) == 0) physOr64(a2, 0x20);
   let nl = leaf | 0x20;
   if (acc == ACC_WRITE) nl |= 0x40;
-  if (nl != leaf) { if (leaf32) physWrite32(leafAddr, <u32>nl); else physWrite64(leafAddr, nl); }
+  if (nl != leaf) { if (leaf32) physOr32(leafAddr, <u32>(nl ^ leaf)); else physOr64(leafAddr, nl ^ leaf); }
   const dirty = (nl & 0x40) != 0;
 
   let perm: u32 = 0;

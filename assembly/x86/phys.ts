@@ -53,7 +53,8 @@ export function markDirtyFound(gpa: u64): void {
   const page = (gpa - slotGpa) >> 12;
   const a = <usize>slotDirty + <usize>(page >> 3);
   const bit: u32 = <u32>1 << <u32>(page & 7);
-  store<u8>(a, load<u8>(a) | <u8>bit);
+  // Atomic: another vCPU (Worker) may set a bit of the same byte at the same time.
+  atomic.or<u8>(a, <u8>bit);
 }
 
 /** Read a naturally sized value from guest physical memory; `physOk` false when `gpa` is in no slot. */
@@ -68,16 +69,20 @@ export function physRead32(gpa: u64): u32 {
   physOk = true;
   return load<u32>(<usize>slotHostOf(gpa));
 }
-/** Write a page-table entry back (A/D bits); read-only slots are left alone. */
-export function physWrite64(gpa: u64, v: u64): void {
+/**
+ * Set A/D `bits` in a page-table entry (read-only slots are left alone), as the
+ * CPU's locked update does: an atomic OR, so a concurrent change of the entry by
+ * another vCPU is not undone. Entries are naturally aligned (table base 4 KiB).
+ */
+export function physOr64(gpa: u64, bits: u64): void {
   if (!findSlot(gpa) || gpa - slotGpa + 8 > slotSize) return;
   if ((slotFlags & 2) != 0) return;
-  store<u64>(<usize>slotHostOf(gpa), v);
+  atomic.or<u64>(<usize>slotHostOf(gpa), bits);
   markDirtyFound(gpa);
 }
-export function physWrite32(gpa: u64, v: u32): void {
+export function physOr32(gpa: u64, bits: u32): void {
   if (!findSlot(gpa) || gpa - slotGpa + 4 > slotSize) return;
   if ((slotFlags & 2) != 0) return;
-  store<u32>(<usize>slotHostOf(gpa), v);
+  atomic.or<u32>(<usize>slotHostOf(gpa), bits);
   markDirtyFound(gpa);
 }
