@@ -164,6 +164,23 @@ function runFor(v: Vcpu, total: number, budget: number | (() => number)): void {
 
 const snapshot = ({ vcpu }: Run) => ({ regs: vcpu.getRegs(), instructions: vcpu.instructions });
 
+/** `code` in two VMs: [translating, translator off]. */
+const pairOf = (code: Uint8Array): Run[] =>
+  [false, true].map((off) => {
+    const run = vmOf(code);
+    jitOff(run, off);
+    return run;
+  });
+
+/** Each of `runs` from `regs` for at most `budget` instructions: exit reason, registers, instructions retired. */
+const runEach = (runs: readonly Run[], regs: Partial<KvmRegs>, budget: number) =>
+  runs.map(({ vcpu }) => {
+    vcpu.setRegs(regs);
+    const before = vcpu.instructions;
+    const exit = vcpu.runRaw(budget);
+    return { exit, regs: vcpu.getRegs(), n: vcpu.instructions - before };
+  });
+
 for (const mode of ["long", "protected"] as const) {
   Deno.test(`translated loops = interpreter on generated ${mode}-mode programs, every budget split`, () => {
     let translated = 0;
@@ -321,11 +338,7 @@ Deno.test("every Jcc after every flag op (ALU, TEST, INC/DEC, shifts, IMUL) on e
       for (let cc = 0; cc < 16; cc++) {
         const src = `jmp start\ntop:\nmov ${wide ? "rax, r8" : "eax, r8d"}\n${o}\n${CCS[cc]} top\nhlt\nstart:\njmp top`;
         const { bytes } = assemble(src, { bits: 64, origin: LOAD });
-        const runs = [false, true].map((off) => {
-          const run = vmOf(bytes);
-          jitOff(run, off);
-          return run;
-        });
+        const runs = pairOf(bytes);
         for (let k = 0; k < 120; k++) {
           const regs = {
             rip: BigInt(LOAD),
@@ -333,12 +346,7 @@ Deno.test("every Jcc after every flag op (ALU, TEST, INC/DEC, shifts, IMUL) on e
             r9: BigInt.asUintN(64, EDGE[Math.floor(k / 10) % 10]!),
             rflags: 2n | BigInt(r() & 0x8d5),
           };
-          const got = runs.map(({ vcpu }) => {
-            vcpu.setRegs(regs);
-            const before = vcpu.instructions;
-            const e = vcpu.runRaw(40);
-            return { e, regs: vcpu.getRegs(), n: vcpu.instructions - before };
-          });
+          const got = runEach(runs, regs, 40);
           assert.deepEqual(got[0], got[1], `${o} / ${CCS[cc]}, r8=${regs.r8.toString(16)} r9=${regs.r9.toString(16)}`);
         }
         translated += runs[0]!.vm.core.jitStats!.compiled;
@@ -368,11 +376,7 @@ Deno.test("ADC/SBB/INC/DEC first in a translated loop take CF from every kind of
         for (const cc of ["jb", "jae", "jo"]) {
           const src = `jmp start\ntop:\n${o}\nmov r12, r8\n${cc} top\nhlt\nstart:\n${pre}\njmp top`;
           const { bytes } = assemble(src, { bits: 64, origin: LOAD });
-          const runs = [false, true].map((off) => {
-            const run = vmOf(bytes);
-            jitOff(run, off);
-            return run;
-          });
+          const runs = pairOf(bytes);
           for (let k = 0; k < 60; k++) {
             const e = () => BigInt.asUintN(64, EDGE[r() % 10]!);
             const regs = {
@@ -384,12 +388,7 @@ Deno.test("ADC/SBB/INC/DEC first in a translated loop take CF from every kind of
               r11: e(),
               rflags: 2n | BigInt(r() & 0x8d5),
             };
-            const got = runs.map(({ vcpu }) => {
-              vcpu.setRegs(regs);
-              const before = vcpu.instructions;
-              const x = vcpu.runRaw(30);
-              return { x, regs: vcpu.getRegs(), n: vcpu.instructions - before };
-            });
+            const got = runEach(runs, regs, 30);
             assert.deepEqual(
               got[0],
               got[1],
@@ -573,9 +572,7 @@ bad:
 
 Deno.test("the ALU/memory benchmark loop is translated and runs exactly like interpreting", () => {
   const { bytes } = assemble(MIX, { bits: 64, origin: LOAD });
-  const runs = [false, true].map((off) => {
-    const run = vmOf(bytes);
-    jitOff(run, off);
+  const runs = pairOf(bytes).map((run) => {
     runFor(run.vcpu, 100_003, 997);
     return run;
   });
@@ -596,9 +593,7 @@ Deno.test("a translated loop reaching an MMIO address leaves before that access:
     jmp top
   `;
   const { bytes } = assemble(src, { bits: 64, origin: LOAD });
-  const got = [false, true].map((off) => {
-    const run = vmOf(bytes);
-    jitOff(run, off);
+  const got = pairOf(bytes).map((run) => {
     const e = run.vcpu.runRaw(1_000_000);
     return { e, s: snapshot(run), compiled: run.vm.core.jitStats!.compiled };
   });
@@ -629,9 +624,7 @@ Deno.test("a page made not present under a translated loop (page table + INVLPG)
     jmp top
   `;
   const { bytes } = assemble(src, { bits: 64, origin: LOAD });
-  const got = [false, true].map((off) => {
-    const run = vmOf(bytes);
-    jitOff(run, off);
+  const got = pairOf(bytes).map((run) => {
     // rsi: the PD entry mapping 0x400000 (entry 2 of the PD of the identity map).
     const pd = Number(run.vcpu.getSregs().cr3) + 0x2000;
     assert.equal(run.vm.read64(pd + 16) & 0x400001n, 0x400001n, "identity map with 2 MiB pages expected");
@@ -664,9 +657,7 @@ Deno.test("a translated loop storing into its own code: the run ends after the s
     hlt
   `;
   const { bytes } = assemble(src, { bits: 64, origin: LOAD });
-  const got = [false, true].map((off) => {
-    const run = vmOf(bytes);
-    jitOff(run, off);
+  const got = pairOf(bytes).map((run) => {
     run.vcpu.setRegs({ rdx: BigInt(LOAD + bytes.length + 0x40) });
     const e = run.vcpu.runRaw(1_000_000);
     return { e, s: snapshot(run), code: run.vm.guestView(LOAD, 0x400).slice(), n: run.vm.core.jitStats!.compiled };
@@ -688,9 +679,7 @@ Deno.test("a translated loop storing into its own code: the run ends after the s
     hlt
   `;
   const b2 = assemble(src2, { bits: 64, origin: LOAD }).bytes;
-  const got2 = [false, true].map((off) => {
-    const run = vmOf(b2);
-    jitOff(run, off);
+  const got2 = pairOf(b2).map((run) => {
     run.vcpu.setRegs({ rdx: BigInt(LOAD + 0x800) });
     const e = run.vcpu.runRaw(1_000_000);
     return { e, s: snapshot(run), v: run.vm.read64(LOAD + 0x800), n: run.vm.core.jitStats!.compiled };
@@ -734,11 +723,7 @@ Deno.test("a back edge and the loop end leave different flag producers: the next
   for (const mid of ["jb", "jae", "jne", "jl"]) {
     const src = `top:\nadc eax, r9d\ncmp eax, r8d\n${mid} top\nadd r10, r11\njmp top`;
     const { bytes } = assemble(src, { bits: 64, origin: LOAD });
-    const runs = [false, true].map((off) => {
-      const run = vmOf(bytes);
-      jitOff(run, off);
-      return run;
-    });
+    const runs = pairOf(bytes);
     for (let k = 0; k < 80; k++) {
       const e = () => BigInt.asUintN(64, r() & 1 ? EDGE[r() % 10]! : (BigInt(r()) << 32n) | BigInt(r()));
       const regs = {
@@ -750,12 +735,7 @@ Deno.test("a back edge and the loop end leave different flag producers: the next
         r11: e(),
         rflags: 2n | BigInt(r() & 0x8d5),
       };
-      const got = runs.map(({ vcpu }) => {
-        vcpu.setRegs(regs);
-        const before = vcpu.instructions;
-        const x = vcpu.runRaw(200);
-        return { x, regs: vcpu.getRegs(), n: vcpu.instructions - before };
-      });
+      const got = runEach(runs, regs, 200);
       assert.deepEqual(got[0], got[1], `${mid} ${k}`);
     }
     assert.equal(runs[0]!.vm.core.jitStats!.compiled, 1, mid);
