@@ -57,13 +57,19 @@ export function pendRetire(flag: u32): void {
   return (<u32>1 << <u32>acc) << (priv == PRIV_USER ? 3 : 0);
 }
 
-/** Host offset for `lin` (access `acc`), or XL_FAULT (status set) / XL_MMIO (xlatGpa set). */
-@inline export function translate(lin: u64, acc: i32, priv: i32): i64 {
+/** Host offset for `lin` when the TLB holds it with `acc` permission for `priv`; -1 otherwise (no side effect). */
+@inline function tlbHit(lin: u64, acc: i32, priv: i32): i64 {
   const e = tlbEntry(lin);
   if (load<u64>(e + TLB_TAG) == (lin >> 12) + 1 && (load<u32>(e + TLB_PERM) & permNeed(acc, priv)) != 0) {
     return <i64>(<u64>load<u32>(e + TLB_HOST) + (lin & 0xfff));
   }
-  return translateSlow(lin, acc, priv);
+  return -1;
+}
+
+/** Host offset for `lin` (access `acc`), or XL_FAULT (status set) / XL_MMIO (xlatGpa set). */
+@inline export function translate(lin: u64, acc: i32, priv: i32): i64 {
+  const h = tlbHit(lin, acc, priv);
+  return h >= 0 ? h : translateSlow(lin, acc, priv);
 }
 
 function translateSlow(lin: u64, acc: i32, priv: i32): i64 {
@@ -271,9 +277,7 @@ export function bulkHost(seg: i32, off: u64, len: i32, acc: i32): i64 {
   let lin = off;
   if (seg == SEG_FS || seg == SEG_GS) lin += segBase(seg);
   if (!canonical(lin) || <i32>(lin & 0xfff) + len > 4096) return -1;
-  const e = tlbEntry(lin);
-  if (load<u64>(e + TLB_TAG) != (lin >> 12) + 1 || (load<u32>(e + TLB_PERM) & permNeed(acc, privNow())) == 0) return -1;
-  return <i64>(<u64>load<u32>(e + TLB_HOST) + (lin & 0xfff));
+  return tlbHit(lin, acc, privNow());
 }
 
 // ---- System-structure access (GDT/LDT/IDT/TSS): implicit supervisor accesses ----
