@@ -8,7 +8,7 @@
  * @module
  */
 import { DEFAULT_RESULTS } from "./options.ts";
-import { type ResultRow, type Results, rowRate } from "./report.ts";
+import { peerComparisons, type ResultRow, type Results, rowRate } from "./report.ts";
 import { formatRate, nsPerUnit } from "./stats.ts";
 
 const unitOf = (r: ResultRow) => (r.unit === "exits" ? "exits/s" : "instr/s");
@@ -36,11 +36,10 @@ export function resultsMarkdown(res: Results): string {
       } | ${formatRate(r.max)} | ${r.runs} |`,
     );
   }
-  const peers = res.rows.filter((r) => r.engine !== "kvmsim" && r.compared_to !== undefined);
+  const peers = peerComparisons(res.rows).filter(({ peer }) => peer.compared_to !== undefined);
   if (peers.length) {
     out.push("", "| peer path | engine | peer | kvmsim path | kvmsim | kvmsim/peer |", "|---|---|---|---|---|---|");
-    for (const r of peers) {
-      const ours = res.rows.find((k) => k.engine === "kvmsim" && k.path === r.compared_to);
+    for (const { peer: r, ours } of peers) {
       const ratio = ours === undefined ? "-" : `${(rowRate(ours) / rowRate(r)).toFixed(2)}×`;
       out.push(
         `| ${r.path} | ${r.engine} | ${formatRate(rowRate(r))} ${unitOf(r)} | ${r.compared_to} | ${

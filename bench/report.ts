@@ -139,11 +139,9 @@ export interface SkippedPeer {
 export function formatPeerTable(rows: readonly ResultRow[], skipped: readonly SkippedPeer[] = []): string {
   const head = ["peer path", "engine", "peer /s", "kvmsim path", "kvmsim /s", "kvmsim/peer", "note"];
   const body: string[][] = [];
-  for (const r of rows) {
-    if (r.engine === "kvmsim") continue;
+  for (const { peer: r, ours } of peerComparisons(rows)) {
     const peer = rowRate(r);
     const unit = r.unit === "exits" ? "exits" : "instr";
-    const ours = rows.find((k) => k.engine === "kvmsim" && k.path === r.compared_to);
     body.push([
       r.path,
       r.engine,
@@ -160,6 +158,14 @@ export function formatPeerTable(rows: readonly ResultRow[], skipped: readonly Sk
     cells.map((c, i) => (i <= 1 || i === 3 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
       .join("  ").trimEnd();
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
+}
+
+/** Every peer row with the kvmsim row it is compared with (undefined: that path was not run). */
+export function peerComparisons(rows: readonly ResultRow[]): { peer: ResultRow; ours: ResultRow | undefined }[] {
+  return rows.filter((r) => r.engine !== "kvmsim").map((peer) => ({
+    peer,
+    ours: rows.find((k) => k.engine === "kvmsim" && k.path === peer.compared_to),
+  }));
 }
 
 /** The median rate of a row, whatever its unit. */
