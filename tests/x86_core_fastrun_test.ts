@@ -11,6 +11,7 @@
  * budget ending between a flag op and its Jcc, and RET to a non-canonical address.
  */
 import assert from "node:assert/strict";
+import { ALU, CCS, EDGE, regOp, rng } from "./support/x86_gen.ts";
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { assemble } from "../src/asm/x86.ts";
 import { createVmWithOneVcpu, type GuestMode } from "../src/x86/setup.ts";
@@ -21,36 +22,9 @@ import { guest } from "./x86_sys_harness.ts";
 
 const LOAD = 0x1000;
 const DATA = 0x40000;
-const CCS = ["jo", "jno", "jb", "jae", "je", "jne", "jbe", "ja", "js", "jns", "jp", "jnp", "jl", "jge", "jle", "jg"];
-const ALU = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"];
 const R64 = ["rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13"];
 const R32 = ["eax", "ecx", "edx", "esi", "edi", "r8d", "r9d", "r10d", "r11d", "r12d", "r13d"];
 const P32 = ["eax", "ecx", "edx", "esi", "edi", "ebp"];
-const EDGE = [
-  0n,
-  1n,
-  0x7fn,
-  0x80n,
-  0x7fffffffn,
-  0x80000000n,
-  0xffffffffn,
-  0x7fffffffffffffffn,
-  0x8000000000000000n,
-  0xffffffffffffffffn,
-];
-
-/** Deterministic xorshift PRNG. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 function program(seed: number, long: boolean, blocks: number): string {
   const r = rng(seed);
@@ -61,43 +35,22 @@ function program(seed: number, long: boolean, blocks: number): string {
     const wide = long && (r() & 1) === 1;
     const rs = long ? (wide ? R64 : R32) : P32;
     const a = pick(rs), b = pick(rs);
-    switch (r() % 9) {
-      case 0:
-      case 1:
-        lines.push(`${pick(ALU)} ${a}, ${b}`);
-        break;
-      case 2:
-        lines.push(`${pick(ALU)} ${a}, ${(r() % 256) - 128}`);
-        break;
-      case 3:
-        lines.push(`${pick(ALU)} ${a}, 0x${(r() & 0x7fffffff).toString(16)}`);
-        break;
-      case 4:
-        lines.push(`${pick(ALU)} ${rs[0]}, 0x${((r() & 0x7ffffff) | 0x10000).toString(16)}`);
-        break;
-      case 5:
-        lines.push(`test ${a}, ${b}`);
-        break;
-      case 6:
-        lines.push(`${r() & 1 ? "inc" : "dec"} ${a}`);
-        break;
-      case 7:
-        lines.push(`mov ${a}, ${b}`);
-        break;
-      default:
-        if (long) {
-          const d = r() & 1 ? ((r() % 32) * 8) : 0xffc; // 0xffc: an access that crosses a page
-          const f = r() % 9;
-          if (f === 0) lines.push(`mov [rbx+${d}], ${a}`);
-          else if (f === 1) lines.push(`mov ${a}, [rbx+${d}]`);
-          else if (f === 2) lines.push(`${pick(ALU)} [rbx+${d}], ${a}`);
-          else if (f === 3) lines.push(`${pick(ALU)} ${a}, [rbx+${d}]`);
-          else if (f === 4) lines.push(`lea ${a}, [rbx+${pick(R64.slice(0, 3))}*4+${d}]`);
-          else if (f === 5) lines.push(`push ${pick(R64)}`, `pop ${pick(R64)}`);
-          else if (f === 6) lines.push(`call f${k}`, `jmp g${k}`, `f${k}:`, `add r14, 3`, `ret`, `g${k}:`);
-          else if (f === 7) lines.push(`mov ${a}, 0x${(r() >>> 0).toString(16)}`);
-          else lines.push("nop", `cmp [rbx+${d}], ${a}`);
-        } else lines.push(`${r() & 1 ? "inc" : "dec"} ${a}`);
+    const c = r() % 9;
+    if (c < 8) lines.push(regOp(c === 0 ? 0 : c - 1, r, rs, a, b));
+    else {
+      if (long) {
+        const d = r() & 1 ? ((r() % 32) * 8) : 0xffc; // 0xffc: an access that crosses a page
+        const f = r() % 9;
+        if (f === 0) lines.push(`mov [rbx+${d}], ${a}`);
+        else if (f === 1) lines.push(`mov ${a}, [rbx+${d}]`);
+        else if (f === 2) lines.push(`${pick(ALU)} [rbx+${d}], ${a}`);
+        else if (f === 3) lines.push(`${pick(ALU)} ${a}, [rbx+${d}]`);
+        else if (f === 4) lines.push(`lea ${a}, [rbx+${pick(R64.slice(0, 3))}*4+${d}]`);
+        else if (f === 5) lines.push(`push ${pick(R64)}`, `pop ${pick(R64)}`);
+        else if (f === 6) lines.push(`call f${k}`, `jmp g${k}`, `f${k}:`, `add r14, 3`, `ret`, `g${k}:`);
+        else if (f === 7) lines.push(`mov ${a}, 0x${(r() >>> 0).toString(16)}`);
+        else lines.push("nop", `cmp [rbx+${d}], ${a}`);
+      } else lines.push(`${r() & 1 ? "inc" : "dec"} ${a}`);
     }
     // The Jcc right after (fused), or after a MOV that keeps the flags (not fused).
     if (r() % 4 === 0) lines.push(`mov ${pick(regs)}, ${pick(regs)}`);

@@ -11,6 +11,7 @@
  * other code at the same RIP, and the same bytes run as 64-bit then 32-bit code.
  */
 import assert from "node:assert/strict";
+import { ALU, CCS, EDGE, regOp, rng } from "./support/x86_gen.ts";
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { layOut, offsetOf } from "../src/abi/layout.ts";
 import { JIT_HOT_DEFAULT, JIT_NEVER, VCPU_STATE } from "../src/abi/vcpu_state.ts";
@@ -21,39 +22,13 @@ import type { Vcpu } from "../src/vcpu.ts";
 import type { Vm } from "../src/vm.ts";
 
 const LOAD = 0x1000;
-const CCS = ["jo", "jno", "jb", "jae", "je", "jne", "jbe", "ja", "js", "jns", "jp", "jnp", "jl", "jge", "jle", "jg"];
-const ALU = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"];
 const R64 = ["rax", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13"];
 const R32 = ["eax", "edx", "esi", "edi", "ebp", "r8d", "r9d", "r10d", "r11d", "r12d", "r13d"];
 const P32 = ["eax", "edx", "esi", "edi", "ebp", "ebx"];
-const EDGE = [
-  0n,
-  1n,
-  0x7fn,
-  0x80n,
-  0x7fffffffn,
-  0x80000000n,
-  0xffffffffn,
-  0x7fffffffffffffffn,
-  0x8000000000000000n,
-  -1n,
-];
 const JIT_HOT = offsetOf(layOut(VCPU_STATE), "jit_hot");
 /** Loop entries before translation in these tests (short runs; the default is JIT_HOT_DEFAULT). */
 const HOT = 16;
 const HW = K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_USE_HW_BP;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 /** An outer loop around a hot inner loop of translatable instructions closed by a Jcc (or JMP). */
 function program(seed: number, long: boolean): string {
@@ -64,29 +39,19 @@ function program(seed: number, long: boolean): string {
   for (let k = 0; k < n; k++) {
     const rs = long ? (r() & 1 ? R64 : R32) : P32;
     const a = pick(rs), b = pick(rs);
-    switch (r() % 12) {
+    const c = r() % 12;
+    switch (c) {
       case 0:
       case 1:
-        body.push(`${pick(ALU)} ${a}, ${b}`);
-        break;
       case 2:
-        body.push(`${pick(ALU)} ${a}, ${(r() % 256) - 128}`);
-        break;
       case 3:
-        body.push(`${pick(ALU)} ${a}, 0x${(r() & 0x7fffffff).toString(16)}`);
-        break;
       case 4:
-        body.push(`${pick(ALU)} ${rs[0]}, 0x${((r() & 0x7ffffff) | 0x10000).toString(16)}`);
-        break;
       case 5:
-        body.push(`test ${a}, ${b}`);
-        break;
       case 6:
       case 7:
-        body.push(`${r() & 1 ? "inc" : "dec"} ${a}`);
-        break;
       case 8:
-        body.push(`mov ${a}, ${b}`);
+        // Forms 0–6 of regOp; INC/DEC twice as often.
+        body.push(regOp([0, 0, 1, 2, 3, 4, 5, 5, 6][c]!, r, rs, a, b));
         break;
       case 9:
         body.push(
