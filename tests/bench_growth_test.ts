@@ -2,6 +2,7 @@
 // vCPU, and the IO-out RAM sweep, at small sizes and short durations. Each number is checked for sanity and
 // every run's work checks (handler calls, bytes, retired instructions, the guest's counter at the top of RAM).
 import assert from "node:assert/strict";
+import { benchJson } from "./cli_support.ts";
 import { RAM_POOL_BASE, VCPU_BLOCK_SIZE } from "../src/abi/memory_map.ts";
 import {
   counterGpa,
@@ -129,34 +130,24 @@ Deno.test("footprint (child process with --expose-gc): committed and reserved by
 });
 
 Deno.test("bench --filter selects growth items: the sweep row in rows, the rest in growth", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "bench/main.ts",
-      "--filter",
-      "^growth/(io-out-ram-1MiB|create-teardown-1MiB)$",
-      "--runs",
-      "1",
-      "--warmup",
-      "0",
-      "--duration",
-      "0.02",
-      "--peers",
-      "none",
-      "--no-write",
-      "--json",
-    ],
-    cwd: new URL("..", import.meta.url),
-    env: { NO_COLOR: "1", RUST_BACKTRACE: "0" },
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const j = JSON.parse(new TextDecoder().decode(out.stdout));
+  const { json: j, stderr } = await benchJson([
+    "--filter",
+    "^growth/(io-out-ram-1MiB|create-teardown-1MiB)$",
+    "--runs",
+    "1",
+    "--warmup",
+    "0",
+    "--duration",
+    "0.02",
+    "--peers",
+    "none",
+    "--no-write",
+  ]);
   assert.deepEqual(j.rows.map((r: { path: string }) => r.path), ["growth/io-out-ram-1MiB"]);
   const r = j.rows[0];
   for (const k of ["exits_per_s", "ns_per_exit", "min", "max", "runs"]) assert.equal(typeof r[k], "number", k);
   assert.equal(j.growth.create_teardown[0].id, "growth/create-teardown-1MiB");
   assert.equal(j.growth.ram_sweep.flatness, null);
   assert.equal(j.growth.footprint, undefined);
-  assert.match(new TextDecoder().decode(out.stderr), /cost of growth/);
+  assert.match(stderr, /cost of growth/);
 });

@@ -4,6 +4,7 @@
  * of one VM running at once, the Workers' checks, the CLI rows.
  */
 import assert from "node:assert/strict";
+import { benchJson } from "./cli_support.ts";
 import { assemble } from "../src/asm/x86.ts";
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { InvalidArgumentError, NoSuchVcpuError } from "../src/errors.ts";
@@ -223,33 +224,21 @@ Deno.test("scaling options: --max-vcpus and --scaling-ports are taken out, bad v
 });
 
 Deno.test("kvmsim bench --filter scaling --json: scaling rows with vcpus, speedup and efficiency", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "cli.ts",
-      "bench",
-      "--filter",
-      "scaling",
-      "--max-vcpus",
-      "2",
-      "--runs",
-      "1",
-      "--warmup",
-      "0",
-      "--duration",
-      "0.05",
-      "--peers",
-      "none",
-      "--no-write",
-      "--json",
-    ],
-    cwd: new URL("..", import.meta.url),
-    env: { NO_COLOR: "1", RUST_BACKTRACE: "0" },
-  }).output();
-  const err = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, err);
-  const j = JSON.parse(new TextDecoder().decode(out.stdout));
+  const { json: j, stderr } = await benchJson([
+    "--filter",
+    "scaling",
+    "--max-vcpus",
+    "2",
+    "--runs",
+    "1",
+    "--warmup",
+    "0",
+    "--duration",
+    "0.05",
+    "--peers",
+    "none",
+    "--no-write",
+  ]);
   assert.deepEqual(j.rows.map((r: { path: string }) => r.path), ["scaling-io-out/1-vcpu", "scaling-io-out/2-vcpus"]);
   assert.deepEqual(j.rows.map((r: { vcpus: number }) => r.vcpus), [1, 2]);
   for (const r of j.rows) {
@@ -257,7 +246,7 @@ Deno.test("kvmsim bench --filter scaling --json: scaling rows with vcpus, speedu
       assert.equal(typeof r[k], "number", k);
     }
   }
-  assert.match(err, /scaling \(aggregate of n vCPUs vs one, same run\)\nvcpus +aggregate/);
+  assert.match(stderr, /scaling \(aggregate of n vCPUs vs one, same run\)\nvcpus +aggregate/);
 });
 
 Deno.test("overlapOf: chunks run while every other thread ran unpreempted are the simultaneous ones", () => {

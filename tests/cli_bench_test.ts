@@ -1,30 +1,20 @@
 import assert from "node:assert/strict";
+import { benchJson, kvmsim } from "./cli_support.ts";
 
 Deno.test("kvmsim bench --json prints rows {path, engine, exits_per_s, ns_per_exit, min, max, runs}", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "cli.ts",
-      "bench",
-      "--filter",
-      "^io-out/switch$",
-      "--runs",
-      "1",
-      "--warmup",
-      "0",
-      "--duration",
-      "0.05",
-      "--peers",
-      "none",
-      "--no-write",
-      "--json",
-    ],
-    cwd: new URL("..", import.meta.url),
-    env: { NO_COLOR: "1", RUST_BACKTRACE: "0" },
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const j = JSON.parse(new TextDecoder().decode(out.stdout));
+  const { json: j } = await benchJson([
+    "--filter",
+    "^io-out/switch$",
+    "--runs",
+    "1",
+    "--warmup",
+    "0",
+    "--duration",
+    "0.05",
+    "--peers",
+    "none",
+    "--no-write",
+  ]);
   assert.ok(j.machine && typeof j.date === "string");
   assert.equal(j.rows.length, 1);
   const r = j.rows[0];
@@ -35,11 +25,7 @@ Deno.test("kvmsim bench --json prints rows {path, engine, exits_per_s, ns_per_ex
 });
 
 Deno.test("kvmsim bench with a bad option exits 2 and names it", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli.ts", "bench", "--bogus"],
-    cwd: new URL("..", import.meta.url),
-    env: { NO_COLOR: "1", RUST_BACKTRACE: "0" },
-  }).output();
+  const out = await kvmsim(["bench", "--bogus"]);
   assert.equal(out.code, 2);
-  assert.match(new TextDecoder().decode(out.stderr), /unknown option "--bogus"/);
+  assert.match(out.stderr, /unknown option "--bogus"/);
 });

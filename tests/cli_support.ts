@@ -35,6 +35,17 @@ export async function execJson(args: readonly string[]): Promise<ExecJson> {
   return JSON.parse(r.stdout) as ExecJson;
 }
 
+/**
+ * `kvmsim bench ...args --json`: the parsed results object and the terminal
+ * table (stderr); fails with the process output when it did not exit 0.
+ */
+// deno-lint-ignore no-explicit-any
+export async function benchJson(args: readonly string[]): Promise<{ json: any; stderr: string }> {
+  const r = await kvmsim(["bench", ...args, "--json"]);
+  if (r.code !== 0) throw new Error(`kvmsim bench ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return { json: JSON.parse(r.stdout), stderr: r.stderr };
+}
+
 export interface ExecJson {
   exits: Array<{ reason: string; [k: string]: unknown }>;
   stop: string;
