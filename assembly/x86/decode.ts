@@ -535,6 +535,7 @@ export function stepMany(n: i32): i32 {
       if (m64 || d32) {
         i += fastRun(ip, n - i, m64, wLo, wHi - 16 - wLo, wDelta, gpr, pr, pw);
         ip = runIp;
+        if (status != ST_OK) break; // an IN/OUT that exited (or faulted) inside fastRun
         if (i >= n) break;
       }
     }

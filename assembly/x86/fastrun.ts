@@ -10,8 +10,14 @@
 // - Stops, with the stopping instruction not started (nothing of it
 //   committed), at the first instruction it does not handle, at a TLB miss or a
 //   page-crossing access, at any branch target that would fault, and at the
-//   fetch window's end. It never faults or exits itself: anything that could
-//   goes back to stepMany's fastStep / general decoder, which re-decodes it.
+//   fetch window's end. It never faults or exits itself (except IN/OUT: below):
+//   anything that could goes back to stepMany's fastStep / general decoder,
+//   which re-decodes it.
+// - IN/OUT (E4-E7, EC-EF, no prefix; 8-bit or, in 32/64-bit code, 32-bit data)
+//   run as fastStep runs them: RIP stored, sysIn()/sysOut(); fastRun then
+//   returns with status as the instruction left it (ST_EXIT: the IO exit, RIP
+//   and runIp at it; ST_FAULT: #GP from the IO permission check) and stepMany
+//   takes it from there.
 // - Memory operands only in 64-bit mode (DS/SS base 0, no limits, no
 //   prefixes so no FS/GS): a TLB hit with the right permission on a
 //   page-contained access goes straight to the host page, like fastRead /
@@ -41,6 +47,9 @@ import {
 } from "./flags";
 import { tlbEntry } from "./tlb";
 import { jitIp, jitProbe } from "./jit";
+import { ST_OK, rip, setRip, status } from "./cpu";
+import { setInsnStart, setNextIp } from "./decode_state";
+import { sysIn, sysOut } from "./exec_system";
 
 /** RIP after the last instruction fastRun() retired. */
 export let runIp: u64 = 0;
@@ -403,6 +412,21 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         ip += pre + 1;
         i++;
         continue;
+      }
+      case 0xe4: case 0xe5: case 0xec: case 0xed: // IN AL/eAX, imm8 / IN AL/eAX, DX
+      case 0xe6: case 0xe7: case 0xee: case 0xef: { // OUT imm8, AL/eAX / OUT DX, AL/eAX
+        // End the run here (the one exception to "never exits itself"): port IO is
+        // what an exit-heavy guest runs most, and it needs nothing but the decoded
+        // port and size. Exactly fastStep's IN/OUT (decode.ts).
+        if (pre != 0) { runIp = ip; return i; }
+        const port = b < 0xe8 ? <i32>((w >> 8) & 0xff) : <i32>(load<u64>(g + 16) & 0xffff);
+        setRip(ip);
+        setInsnStart(ip);
+        setNextIp(ip + (b < 0xe8 ? 2 : 1));
+        if ((b & 2) == 0) sysIn(port, (b & 1) == 0 ? 1 : 4);
+        else sysOut(port, (b & 1) == 0 ? 1 : 4);
+        runIp = status == ST_OK ? rip() : ip;
+        return status == ST_OK ? i + 1 : i;
       }
       default: { runIp = ip; return i; }
     }
