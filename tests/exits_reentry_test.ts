@@ -1,6 +1,7 @@
 // Re-entry after an exit (assembly/kvm/run.ts): the shortcut that keeps the cached
 // state (lazy flags, mode, fetch window) when nothing was written since the last
-// run, the fast completions of OUT / MMIO writes / IN (KVM's complete_fast_pio_*),
+// run, the fast completions of OUT / MMIO writes / IN / MMIO loads into a register
+// (KVM's complete_fast_pio_*, complete_emulated_mmio),
 // and the fallbacks they must not hide (RIP moved by user space, immediate_exit,
 // guest debug single-step, a register or segment write between runs).
 import assert from "node:assert/strict";
@@ -233,4 +234,102 @@ Deno.test("setRegs() of RIP into another page between runs: fetch follows (regis
   const r = vcpu.getRegs();
   assert.equal(r.rbx & 0xffn, 3n);
   assert.equal(r.rip, 0x3003n);
+});
+
+const MMIO_GPA = 0xd000_0000;
+
+Deno.test("MMIO-read completion on re-entry: MOV r, [mmio] writes the register as the load would, every size and register form", () => {
+  // Each load exits once; re-entry takes the register-write completion (no replay).
+  const { vcpu } = guest(`
+    mov edi, ${MMIO_GPA}
+    mov rax, -1
+    mov al, [rdi]
+    mov r8, rax
+    mov rax, -1
+    mov ah, [rdi]
+    mov r9, rax
+    mov rsi, -1
+    mov sil, [rdi]
+    mov r10, rsi
+    mov r12, -1
+    mov r12w, [rdi]
+    mov r11, r12
+    mov rcx, -1
+    mov ecx, [rdi]
+    mov r13, rcx
+    mov rdx, -1
+    mov rdx, [rdi]
+    mov r14, rdx
+    mov rdi, [rdi]
+    hlt`);
+  const answers = [0x12n, 0x34n, 0x56n, 0x789an, 0x89abcdefn, 0x0123_4567_89ab_cdefn, 0x1122_3344_5566_7788n];
+  const lens = [1, 1, 1, 2, 4, 8, 8];
+  for (let i = 0; i < answers.length; i++) {
+    const e = vcpu.run(BUDGET);
+    assert.ok(e.reason === "mmio" && !e.isWrite && e.physAddr === MMIO_GPA, `exit ${i}: ${e.reason}`);
+    assert.equal(e.len, lens[i], `exit ${i} len`);
+    e.fill(answers[i]!);
+  }
+  const before = vcpu.instructions;
+  assert.equal(vcpu.run(BUDGET).reason, "hlt");
+  assert.equal(vcpu.instructions - before, 2, "the last load and the HLT");
+  const r = vcpu.getRegs();
+  assert.equal(r.r8, 0xffff_ffff_ffff_ff12n, "AL merges");
+  assert.equal(r.r9, 0xffff_ffff_ffff_34ffn, "AH (no REX) merges into bits 8-15");
+  assert.equal(r.r10, 0xffff_ffff_ffff_ff56n, "SIL (REX) merges into RSI");
+  assert.equal(r.r11, 0xffff_ffff_ffff_789an, "R12W merges");
+  assert.equal(r.r13, 0x89abcdefn, "ECX zero-extends");
+  assert.equal(r.r14, 0x0123_4567_89ab_cdefn, "RDX");
+  assert.equal(r.rdi, 0x1122_3344_5566_7788n, "RDI, also the address register");
+});
+
+Deno.test("MMIO-read completion falls back to replay: immediate_exit, single-step, RIP moved, split load", () => {
+  const src = `mov edi, ${MMIO_GPA}\nmov rax, -1\nmov ax, [rdi]\nmov ebx, 1\nhlt\nother: mov ebx, 5\nhlt`;
+  {
+    const { vcpu } = guest(src);
+    const e = vcpu.run(BUDGET);
+    assert.ok(e.reason === "mmio" && !e.isWrite);
+    e.fill(0xbeefn);
+    vcpu.immediateExit = true;
+    assert.equal(vcpu.runRaw(), K.KVM_EXIT_INTR);
+    vcpu.immediateExit = false;
+    assert.equal(vcpu.getRegs().rax, 0xffff_ffff_ffff_beefn, "immediate_exit: completed by replay");
+    assert.equal(vcpu.run(BUDGET).reason, "hlt");
+    assert.equal(vcpu.getRegs().rbx, 1n);
+  }
+  {
+    const { vcpu } = guest(src);
+    const e = vcpu.run(BUDGET);
+    assert.ok(e.reason === "mmio");
+    e.fill(0xcafen);
+    const rip = vcpu.getRegs().rip;
+    vcpu.setGuestDebug({ control: K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_SINGLESTEP });
+    assert.equal(vcpu.run(BUDGET).reason, "debug");
+    const r = vcpu.getRegs();
+    assert.equal(r.rax, 0xffff_ffff_ffff_cafen, "single-step: completed by replay");
+    assert.equal(r.rip, rip + 3n, "past the 3-byte load");
+  }
+  {
+    const { vcpu } = guest(src);
+    const e = vcpu.run(BUDGET);
+    assert.ok(e.reason === "mmio");
+    e.fill(0x1111n);
+    const rip = vcpu.getRegs().rip;
+    vcpu.setRegs({ rip: rip + 3n + 5n + 1n }); // load (3) + mov ebx, 1 (5) + hlt (1) → other
+    assert.equal(vcpu.run(BUDGET).reason, "hlt");
+    const r = vcpu.getRegs();
+    assert.equal(r.rax, 0xffff_ffff_ffff_ffffn, "RIP moved: the data is dropped");
+    assert.equal(r.rbx, 5n);
+  }
+  {
+    // A load that crosses from the end of RAM (16 MiB) into unmapped space: the exit is the
+    // MMIO half only, so the register is assembled by replay with the RAM bytes.
+    const { vm, vcpu } = guest(`mov edi, 0xfffffe\nmov rax, -1\nmov eax, [rdi]\nhlt`);
+    vm.writeGuest(0xfffffe, [0x34, 0x12]);
+    const e = vcpu.run(BUDGET);
+    assert.ok(e.reason === "mmio" && !e.isWrite && e.physAddr === 0x100_0000 && e.len === 2, `got ${e.reason}`);
+    e.fill(0xabcdn);
+    assert.equal(vcpu.run(BUDGET).reason, "hlt");
+    assert.equal(vcpu.getRegs().rax, 0xabcd1234n, "RAM half + MMIO half, zero-extended");
+  }
 });

@@ -19,7 +19,8 @@ import { EXC_DB, excError, excHasError, excIsTrap, excVector, gp0 } from "../x86
 import { invalidateFetch } from "../x86/fetchwin";
 import { MODE_LONG, MODE_V86, RFLAGS_IF, RFLAGS_RF, RFLAGS_TF, mode, recomputeMode } from "../x86/mode";
 import {
-  PEND_HYPERCALL, PEND_MMIO_READ, PEND_MMIO_WRITE, PEND_PIO_IN, PEND_PIO_OUT, PEND_RDMSR, PEND_WRMSR,
+  PEND_HYPERCALL, PEND_MMIO_READ, PEND_MMIO_READ_REG, PEND_MMIO_WRITE, PEND_PIO_IN, PEND_PIO_OUT, PEND_RDMSR,
+  PEND_WRMSR, completeLoadReg,
 } from "../x86/mem";
 import { setMaxPhyAddr } from "../x86/paging";
 import { replayClear, replayCompleteLast, replayCount, replayLastLen, replayRewind } from "../x86/replay";
@@ -201,20 +202,23 @@ function enter(runBase: i32): void {
 
 /**
  * The common completions on their own: an OUT / MMIO store that exited as the
- * instruction's last action (PEND_PIO_OUT / PEND_MMIO_WRITE) or an IN waiting for its
- * data (PEND_PIO_IN_RAX), with its one fragment logged, RIP still at it and nothing else
+ * instruction's last action (PEND_PIO_OUT / PEND_MMIO_WRITE) or an IN / a MOV r, [MMIO]
+ * waiting for its data (PEND_PIO_IN_RAX / PEND_MMIO_READ_REG), with its one fragment logged, RIP still at it and nothing else
  * due (no immediate_exit, queued event, virtual-8086 mode or per-instruction feature):
  * commit it (IN: the data into RAX) and retire it as completePending() does.
  * False: take entrySlow().
  */
 @inline function completeFast(pf: u32, replays: u32, immediate: u32): bool {
   const inRax = pf == (PEND_PIO_IN | PEND_PIO_IN_RAX);
-  if ((pf != PEND_PIO_OUT && pf != PEND_MMIO_WRITE && !inRax) || replays != 1 || immediate != 0 ||
+  const inReg = pf == (PEND_MMIO_READ | PEND_MMIO_READ_REG);
+  if ((pf != PEND_PIO_OUT && pf != PEND_MMIO_WRITE && !inRax && !inReg) || replays != 1 || immediate != 0 ||
     mode == MODE_V86 || eventsPending || rip() != load<u64>(S + VS_PENDING_INSN_RIP) || !plainStepping()) return false;
   store<u32>(S + VS_PENDING_FLAGS, 0);
   // IN (KVM's complete_fast_pio_in): the data userspace left in the PIO page, the IN's size
   // from its replay fragment.
   if (inRax) setInResult(<i32>replayLastLen(), load<u32>(RUN + KVM_PIO_PAGE_OFFSET * PAGE_SIZE));
+  // MOV r, [MMIO]: the data userspace left in kvm_run.mmio.data into the register.
+  if (inReg) completeLoadReg(load<u64>(RUN + KVM_RUN_MMIO_DATA));
   retirePending();
   replayClear();
   return true;

@@ -43,7 +43,7 @@ import { execOneByte } from "./exec_onebyte";
 import { lockAllowed } from "./lock";
 import { EXC_UD, raise } from "./exceptions";
 import { clearReplay } from "./exec_operands";
-import { fetch8, mmioStoreFinal, pop, push, readMem, readMemRmw, writeMem, writeMemFinal } from "./mem";
+import { fetch8, mmioStoreFinal, pendLoadReg, pop, push, readMem, readMemRmw, writeMem, writeMemFinal } from "./mem";
 import { callNear, retNear } from "./exec_onebyte";
 import { sysHlt, sysIn, sysOut } from "./exec_system";
 import { cpl, csDefault32, is64 } from "./mode";
@@ -349,7 +349,10 @@ let fEaSeg: i32 = SEG_DS;
       bounds(ip, len);
       if (b >= 0x8a) {
         const v = fastRead(fEaSeg, addr, s, m64);
-        if (status != ST_OK) return FAST_FAULT;
+        if (status != ST_OK) {
+          if (status == ST_EXIT) pendLoadReg(reg, s); // an MMIO read: re-entry may just write the register
+          return FAST_FAULT;
+        }
         setReg(reg, s, v);
       } else {
         fastWrite(fEaSeg, addr, s, getReg(reg, s), m64);

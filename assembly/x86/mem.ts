@@ -4,10 +4,11 @@
 import {
   KVM_EXIT_MMIO, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_RUN_MMIO_DATA, KVM_RUN_MMIO_IS_WRITE,
   KVM_RUN_MMIO_LEN, KVM_RUN_MMIO_PHYS_ADDR, TLB_HOST, TLB_PERM, TLB_TAG, VS_CR4, VS_PENDING_FLAGS,
-  VS_PENDING_INSN_RIP, VS_PENDING_RIP, VS_REPLAY_COUNT, VS_SEG_CS_BASE, VS_SEG_CS_LIMIT,
+  VS_PENDING_INSN_RIP, VS_PENDING_REG, VS_PENDING_RIP, VS_REPLAY_COUNT, VS_SEG_CS_BASE, VS_SEG_CS_LIMIT,
 } from "../abi.generated";
 import { RSP, RUN, S, SEG_FS, SEG_GS, SEG_SS, ST_OK, reg64, setReg64, status } from "./cpu";
-import { insnStart, nextIp, setNextIp } from "./decode_state";
+import { insnStart, nextIp, rex, setNextIp, setRex } from "./decode_state";
+import { setReg } from "./exec_operands";
 import { gp0 } from "./exceptions";
 import { fwDelta, fwHi, fwLo, setFetchWindow } from "./fetchwin";
 import { CR4_SMAP, MODE_LONG, RFLAGS_AC, cpl, mode, stackSize } from "./mode";
@@ -43,6 +44,32 @@ export const PEND_HYPERCALL: u32 = 16;
  */
 export const PEND_PIO_OUT: u32 = 32;
 export const PEND_MMIO_WRITE: u32 = 64;
+/**
+ * A MOV r, [mem] whose whole read is the one MMIO fragment exited: it commits nothing
+ * but the register (VS_PENDING_REG) and RIP once the data is in, so re-entry completes
+ * it like KVM's complete_emulated_mmio → register write (the data into the register,
+ * RIP past the load) instead of replaying, when RIP is still at the load. Always set
+ * together with PEND_MMIO_READ, whose replay completion stays the fallback.
+ */
+export const PEND_MMIO_READ_REG: u32 = 256;
+
+/**
+ * After a MOV of `size` bytes into GPR `reg` (current REX) exited on its read: record the
+ * register completion when the read was the instruction's only access, not split.
+ */
+export function pendLoadReg(reg: i32, size: i32): void {
+  if (load<u32>(S + VS_PENDING_FLAGS) != PEND_MMIO_READ || load<u32>(S + VS_REPLAY_COUNT) != 1 ||
+    load<u32>(RUN + KVM_RUN_MMIO_LEN) != <u32>size) return;
+  pendRetire(PEND_MMIO_READ_REG);
+  store<u32>(S + VS_PENDING_REG, <u32>reg | (<u32>size << 4) | (rex != 0 ? 256 : 0));
+}
+
+/** Complete a PEND_MMIO_READ_REG load with `data` (kvm_run.mmio.data). */
+export function completeLoadReg(data: u64): void {
+  const enc = load<u32>(S + VS_PENDING_REG);
+  setRex((enc & 256) != 0 ? 0x40 : 0);
+  setReg(<i32>(enc & 15), <i32>((enc >> 4) & 15), data);
+}
 
 /** Record a fast completion (PEND_PIO_OUT / PEND_MMIO_WRITE) of the instruction in flight. */
 export function pendRetire(flag: u32): void {

@@ -213,7 +213,11 @@ export const VCPU_STATE = {
     m("nmi_masked", "u8"),
     m("triple_fault_pending", "u8"),
     m("pad0", "u8"),
-    m("pad1", "u32"),
+    /**
+     * Destination of a MOV r, [mem] whose MMIO read exited (mem.ts PEND_MMIO_READ_REG):
+     * register | size << 4 | (REX present) << 8.
+     */
+    m("pending_reg", "u32"),
     // Run statistics and control.
     m("instructions", "u64"),
     m("exits", "u64"),
