@@ -2,11 +2,13 @@
  * bench/results/latest.svg: a horizontal bar chart of every result row's
  * median rate on a log scale, built as a plain string (no browser, no
  * dependency). Each kvmsim path is followed by the peer rows compared with
- * it, so kvmsim and its peers sit side by side.
+ * it, so kvmsim and its peers sit side by side; a peer bar's value text
+ * carries kvmsim/peer (the paired median ratio when both were measured in
+ * the same rounds, bench/peers/pairing.ts).
  *
  * @module
  */
-import { type Engine, type ResultRow, rowRate } from "./report.ts";
+import { type Engine, type PeerComparison, peerComparisons, type ResultRow, rowRate } from "./report.ts";
 import { formatRate } from "./stats.ts";
 
 /** Bar colour per engine. */
@@ -23,7 +25,7 @@ const GAP = 6;
 const GROUP_GAP = 10;
 const LABEL_W = 300;
 const PLOT_W = 520;
-const VALUE_W = 130;
+const VALUE_W = 260;
 const TOP = 48;
 const BOTTOM = 40;
 
@@ -54,6 +56,12 @@ function label(r: ResultRow): string {
   return r.engine === "kvmsim" ? r.path : `${r.path} (${r.engine})`;
 }
 
+/** After a peer bar's value: kvmsim/peer, and "paired" when both came from the same rounds. */
+function ratioNote(c: PeerComparison | undefined): string {
+  if (c?.ratio === undefined) return "";
+  return ` · kvmsim/peer ${c.ratio.toFixed(c.ratio < 10 ? 2 : 1)}×${c.peer.pairing === undefined ? "" : " paired"}`;
+}
+
 /** The SVG document for `rows` (throws on a row whose rate is not positive and finite). */
 export function renderChart(rows: readonly ResultRow[], title = "kvmsim exit throughput"): string {
   for (const r of rows) {
@@ -63,6 +71,7 @@ export function renderChart(rows: readonly ResultRow[], title = "kvmsim exit thr
     }
   }
   const groups = chartOrder(rows);
+  const ratios = new Map(peerComparisons(rows).map((c) => [c.peer, c] as const));
   const rates = rows.map(rowRate);
   const lo = rates.length ? Math.floor(Math.log10(Math.min(...rates))) : 0;
   const hi = rates.length ? Math.max(lo + 1, Math.ceil(Math.log10(Math.max(...rates)))) : 1;
@@ -117,7 +126,7 @@ export function renderChart(rows: readonly ResultRow[], title = "kvmsim exit thr
       );
       out.push(
         `<text x="${(LABEL_W + w + 4).toFixed(1)}" y="${y + BAR_H - 4}">${
-          escapeXml(`${formatRate(v)} ${unit}`)
+          escapeXml(`${formatRate(v)} ${unit}${ratioNote(ratios.get(r))}`)
         }</text>`,
       );
       y += BAR_H + GAP;

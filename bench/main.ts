@@ -3,7 +3,11 @@
  *
  * For every selected path (bench/paths.ts): `--warmup` untimed runs, then
  * `--runs` timed runs of at least `--duration` seconds each, every run
- * checked (bench/run_path.ts). Prints a table, writes bench/results/latest.json.
+ * checked (bench/run_path.ts). A path with peer rows (bench/peers/) is
+ * measured together with them instead: every peer window bracketed by a
+ * kvmsim sample just before and just after it (bench/peers/pairing.ts), so
+ * the kvmsim/peer ratios share the machine's state. Prints a table, writes
+ * bench/results/latest.json.
  * The cost-of-growth measurements (ids `growth/…`, bench/growth.ts) run after
  * the paths when the filter selects them.
  *
@@ -13,11 +17,20 @@ import { renderChart } from "./chart.ts";
 import { machineInfo, wasmLoopRate } from "./machine.ts";
 import { parseOptions, USAGE, UsageError } from "./options.ts";
 import { checkPaths, PATHS, selectPaths } from "./paths.ts";
-import { formatPeerTable, formatTable, type ResultRow, resultRow, type Results, type SkippedPeer } from "./report.ts";
+import {
+  formatPeerTable,
+  formatTable,
+  type ResultRow,
+  resultRow,
+  type Results,
+  rowRate,
+  type SkippedPeer,
+} from "./report.ts";
 import { firstStepOf, measure, preparePath } from "./run_path.ts";
 import { formatRate, ratePerSecond, summarize } from "./stats.ts";
 import { kvmPeer } from "./peers/kvm.ts";
-import { type Peer, type PeerName, PEERS_USAGE, splitPeersOption } from "./peers/peer.ts";
+import { type Peer, type PeerLoop, type PeerName, PEERS_USAGE, splitPeersOption } from "./peers/peer.ts";
+import { measurePaired, PAIRING_ORDER } from "./peers/pairing.ts";
 import { v86Peer } from "./peers/v86.ts";
 import { qemuPeer } from "./peers/qemu.ts";
 import { bochsPeer } from "./peers/bochs.ts";
@@ -87,23 +100,72 @@ export async function main(args: string[]): Promise<number> {
     module = new WebAssembly.Module(Deno.readFileSync(opts.wasm) as Uint8Array<ArrayBuffer>);
     log(`core: ${opts.wasm}`);
   }
-  const rows: ResultRow[] = [];
   const ms = opts.duration * 1000;
+  const peerSettings = { durationMs: ms, runs: opts.runs, warmup: opts.warmup, log };
+  const skipped: SkippedPeer[] = [];
+  const peerLoops: PeerLoop[] = [];
+  for (const name of peerNames) {
+    const why = await PEERS[name].unavailable();
+    if (why !== undefined) {
+      log(`peer ${name}: skipped: ${why}`);
+      skipped.push({ engine: name, reason: why });
+      continue;
+    }
+    const plan = PEERS[name].plan(paths);
+    log(`peer ${name}: ${plan.loops.map((l) => l.spec.path).join(", ") || "no row for the selected paths"}`);
+    for (const n of plan.notes) log(`  ${name}: ${n}`);
+    peerLoops.push(...plan.loops);
+  }
+  if (peerLoops.length) log(`peer rows are paired with their kvmsim path, ${PAIRING_ORDER}\n`);
+  const rows: ResultRow[] = [];
   for (const p of paths) {
     const yardstick = wasmLoopRate();
     const prep = preparePath(p, module);
     const first = firstStepOf(p);
-    for (let i = 0; i < opts.warmup; i++) measure(prep, ms, first);
-    const rates: number[] = [];
-    for (let i = 0; i < opts.runs; i++) {
-      progress(`${p.path}: run ${i + 1}/${opts.runs}`);
+    const sample = () => {
       const s = measure(prep, ms, first);
-      rates.push(ratePerSecond(s.units, s.ms));
+      return ratePerSecond(s.units, s.ms);
+    };
+    const partners = peerLoops.filter((l) => l.spec.compared_to === p.path);
+    if (partners.length === 0) {
+      for (let i = 0; i < opts.warmup; i++) sample();
+      const rates: number[] = [];
+      for (let i = 0; i < opts.runs; i++) {
+        progress(`${p.path}: run ${i + 1}/${opts.runs}`);
+        rates.push(sample());
+      }
+      progress("");
+      const row = resultRow(p, summarize(rates), yardstick);
+      rows.push(row);
+      log(`  ${p.path}: ${formatRate(row.min)} … ${formatRate(row.max)} ${p.unit}/s over ${row.runs} runs`);
+      continue;
     }
+    const kvmsim = {
+      path: p.path,
+      warmup: () => {
+        for (let i = 0; i < opts.warmup; i++) sample();
+      },
+      sample,
+    };
+    const paired = await measurePaired(kvmsim, partners, peerSettings, progress);
     progress("");
-    const row = resultRow(p, summarize(rates), yardstick);
-    rows.push(row);
-    log(`  ${p.path}: ${formatRate(row.min)} … ${formatRate(row.max)} ${p.unit}/s over ${row.runs} runs`);
+    const row = {
+      ...resultRow(p, summarize(paired.kvmsim), yardstick),
+      paired_with: partners.map((l) => `${l.spec.engine} ${l.spec.path}`),
+    };
+    rows.push(row, ...paired.peers);
+    log(
+      `  ${p.path}: ${formatRate(row.min)} … ${
+        formatRate(row.max)
+      } ${p.unit}/s over ${row.runs} samples around ${opts.runs} windows of each peer`,
+    );
+    for (const r of paired.peers) {
+      log(
+        `    ${r.engine} ${r.path}: ${formatRate(rowRate(r))} ${r.unit}/s; kvmsim/${r.engine} per round ${
+          r.pairing?.ratios.map((x) => x.toFixed(2)).join(", ")
+        }`,
+      );
+    }
   }
   let scalingRows: ScalingRow[] = [];
   if (withScaling) {
@@ -135,24 +197,6 @@ export async function main(args: string[]): Promise<number> {
     rows.push(...g.rows);
     growth = g.growth;
   }
-  const skipped: SkippedPeer[] = [];
-  for (const name of peerNames) {
-    log(`peer ${name}:`);
-    const out = await PEERS[name].run({ durationMs: ms, runs: opts.runs, warmup: opts.warmup, paths, log });
-    switch (out.kind) {
-      case "rows":
-        rows.push(...out.rows);
-        break;
-      case "skipped":
-        log(`  skipped: ${out.reason}`);
-        skipped.push({ engine: name, reason: out.reason });
-        break;
-      default: {
-        const never: never = out;
-        throw new Error(`peer ${name}: unknown outcome ${JSON.stringify(never)}`);
-      }
-    }
-  }
   const results: Results = {
     machine,
     date: new Date().toISOString(),
@@ -163,6 +207,7 @@ export async function main(args: string[]): Promise<number> {
       filter: opts.filter?.source ?? null,
       wasm: opts.wasm ?? null,
       peers: peerNames,
+      pairing: `bench/peers/pairing.ts: ${PAIRING_ORDER}`,
     },
     rows,
     skipped_peers: skipped,
@@ -172,7 +217,11 @@ export async function main(args: string[]): Promise<number> {
   if (growth) log(`\n${formatGrowth(growth)}`);
   if (scalingRows.length) log(`\nscaling (aggregate of n vCPUs vs one, same run)\n${formatScalingTable(scalingRows)}`);
   if (peerNames.length) {
-    log(`\nkvmsim vs peers, same run (kvmsim/peer > 1: kvmsim faster)\n${formatPeerTable(rows, skipped)}`);
+    log(
+      `\nkvmsim vs peers, paired rounds (kvmsim/peer > 1: kvmsim faster; median of per-round ratios, range under "paired")\n${
+        formatPeerTable(rows, skipped)
+      }`,
+    );
   }
   const text = JSON.stringify(results, null, 2) + "\n";
   if (opts.out !== undefined) {

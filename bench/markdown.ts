@@ -8,7 +8,7 @@
  * @module
  */
 import { DEFAULT_RESULTS } from "./options.ts";
-import { peerComparisons, type ResultRow, type Results, rowRate } from "./report.ts";
+import { pairingText, peerComparisons, type ResultRow, type Results, rowRate } from "./report.ts";
 import { formatRate, nsPerUnit } from "./stats.ts";
 
 const unitOf = (r: ResultRow) => (r.unit === "exits" ? "exits/s" : "instr/s");
@@ -38,13 +38,24 @@ export function resultsMarkdown(res: Results): string {
   }
   const peers = peerComparisons(res.rows).filter(({ peer }) => peer.compared_to !== undefined);
   if (peers.length) {
-    out.push("", "| peer path | engine | peer | kvmsim path | kvmsim | kvmsim/peer |", "|---|---|---|---|---|---|");
-    for (const { peer: r, ours } of peers) {
-      const ratio = ours === undefined ? "-" : `${(rowRate(ours) / rowRate(r)).toFixed(2)}×`;
+    out.push(
+      "",
+      "| peer path | engine | peer | kvmsim path | kvmsim | kvmsim/peer | paired |",
+      "|---|---|---|---|---|---|---|",
+    );
+    for (const { peer: r, ours, ratio } of peers) {
       out.push(
         `| ${r.path} | ${r.engine} | ${formatRate(rowRate(r))} ${unitOf(r)} | ${r.compared_to} | ${
           ours === undefined ? "not run" : `${formatRate(rowRate(ours))} ${unitOf(ours)}`
-        } | ${ratio} |`,
+        } | ${ratio === undefined ? "-" : `${ratio.toFixed(2)}×`} | ${pairingText(r)} |`,
+      );
+    }
+    if (peers.some(({ peer }) => peer.pairing !== undefined)) {
+      out.push(
+        "",
+        "kvmsim/peer of a paired row is the median of per-round ratios: each peer window is bracketed by a " +
+          "kvmsim sample just before and one just after it (ratio = their mean / peer), so both see the same " +
+          "machine state.",
       );
     }
   }

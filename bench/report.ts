@@ -40,11 +40,35 @@ export type ResultRow =
     /** String-IO paths: payload bytes per exit and the median bytes/s. */
     readonly bytes_per_unit?: number;
     readonly bytes_per_s?: number;
+    /** Peer rows measured in rounds with their kvmsim path (bench/peers/pairing.ts): how, and the per-round ratios. */
+    readonly pairing?: Pairing;
+    /** kvmsim rows measured in rounds with peer rows: those rows, as `engine path`. */
+    readonly paired_with?: readonly string[];
   }
   & (
     | { readonly exits_per_s: number; readonly ns_per_exit: number }
     | { readonly instr_per_s: number; readonly ns_per_instr: number }
   );
+
+/**
+ * How a peer row was paired with its kvmsim row (bench/peers/pairing.ts):
+ * every peer window bracketed by a kvmsim sample just before and one just
+ * after it, and kvmsim/peer per round.
+ */
+export interface Pairing {
+  readonly method: "bracketed";
+  readonly kvmsim_path: string;
+  readonly rounds: number;
+  /** The sampling order. */
+  readonly order: string;
+  /** Per round, the mean of the two kvmsim samples around the peer's window (ratios[i] = kvmsim_samples[i] / samples[i]). */
+  readonly kvmsim_samples: readonly number[];
+  readonly ratios: readonly number[];
+  /** The ratio the tables show. */
+  readonly ratio_median: number;
+  readonly ratio_min: number;
+  readonly ratio_max: number;
+}
 
 export interface Results {
   readonly machine: MachineInfo;
@@ -56,6 +80,8 @@ export interface Results {
     readonly filter: string | null;
     readonly wasm: string | null;
     readonly peers?: readonly string[];
+    /** How peer rows were paired with the kvmsim rows (bench/peers/pairing.ts). */
+    readonly pairing?: string;
   };
   readonly rows: readonly ResultRow[];
   /** Peers asked for that produced no rows, with the reason. */
@@ -133,39 +159,58 @@ export interface SkippedPeer {
 
 /**
  * kvmsim against each peer row measured in the same run: the kvmsim row of
- * `compared_to`, the peer's median and kvmsim/peer (> 1: kvmsim is faster).
- * Skipped peers get a line with their reason.
+ * `compared_to`, the peer's median and kvmsim/peer (> 1: kvmsim is faster):
+ * the median of the per-round ratios for a paired row, with their range,
+ * else the ratio of the two medians. Skipped peers get a line with their reason.
  */
 export function formatPeerTable(rows: readonly ResultRow[], skipped: readonly SkippedPeer[] = []): string {
-  const head = ["peer path", "engine", "peer /s", "kvmsim path", "kvmsim /s", "kvmsim/peer", "note"];
+  const head = ["peer path", "engine", "peer /s", "kvmsim path", "kvmsim /s", "kvmsim/peer", "paired", "note"];
   const body: string[][] = [];
-  for (const { peer: r, ours } of peerComparisons(rows)) {
-    const peer = rowRate(r);
+  for (const c of peerComparisons(rows)) {
+    const r = c.peer;
     const unit = r.unit === "exits" ? "exits" : "instr";
     body.push([
       r.path,
       r.engine,
-      `${formatRate(peer)} ${unit}`,
+      `${formatRate(rowRate(r))} ${unit}`,
       r.compared_to ?? "-",
-      ours === undefined ? "not run" : `${formatRate(rowRate(ours))} ${unit}`,
-      ours === undefined ? "-" : ratio(rowRate(ours) / peer),
+      c.ours === undefined ? "not run" : `${formatRate(rowRate(c.ours))} ${unit}`,
+      c.ratio === undefined ? "-" : ratio(c.ratio),
+      pairingText(r),
       r.note ?? "",
     ]);
   }
-  for (const s of skipped) body.push(["-", s.engine, "skipped", "-", "-", "-", s.reason]);
+  for (const s of skipped) body.push(["-", s.engine, "skipped", "-", "-", "-", "-", s.reason]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) =>
-    cells.map((c, i) => (i <= 1 || i === 3 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+    cells.map((c, i) => i <= 1 || i === 3 || i >= cells.length - 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))
       .join("  ").trimEnd();
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
 }
 
-/** Every peer row with the kvmsim row it is compared with (undefined: that path was not run). */
-export function peerComparisons(rows: readonly ResultRow[]): { peer: ResultRow; ours: ResultRow | undefined }[] {
-  return rows.filter((r) => r.engine !== "kvmsim").map((peer) => ({
-    peer,
-    ours: rows.find((k) => k.engine === "kvmsim" && k.path === peer.compared_to),
-  }));
+/** How a peer row was paired, in a few words: "N rounds, a–b" (range of the per-round ratios), or "no" (separate). */
+export function pairingText(r: ResultRow): string {
+  const p = r.pairing;
+  if (p === undefined) return "no";
+  return `${p.rounds} rounds, ${ratio(p.ratio_min)}–${ratio(p.ratio_max)}`;
+}
+
+/** A peer row, the kvmsim row it is compared with, and kvmsim/peer. */
+export interface PeerComparison {
+  readonly peer: ResultRow;
+  /** undefined: that kvmsim path was not run. */
+  readonly ours: ResultRow | undefined;
+  /** The paired median ratio, or the ratio of the medians for an unpaired row; undefined without `ours`. */
+  readonly ratio: number | undefined;
+}
+
+/** Every peer row with the kvmsim row it is compared with. */
+export function peerComparisons(rows: readonly ResultRow[]): PeerComparison[] {
+  return rows.filter((r) => r.engine !== "kvmsim").map((peer) => {
+    const ours = rows.find((k) => k.engine === "kvmsim" && k.path === peer.compared_to);
+    const ratio = ours === undefined ? undefined : peer.pairing?.ratio_median ?? rowRate(ours) / rowRate(peer);
+    return { peer, ours, ratio };
+  });
 }
 
 /** The median rate of a row, whatever its unit. */

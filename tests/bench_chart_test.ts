@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { chartOrder, escapeXml, renderChart } from "../bench/chart.ts";
 import { resultFiles } from "../bench/main.ts";
+import { pairingOf } from "../bench/peers/pairing.ts";
 import { PATHS } from "../bench/paths.ts";
 import { peerRow, type ResultRow, resultRow } from "../bench/report.ts";
 import { summarize } from "../bench/stats.ts";
@@ -62,6 +63,7 @@ function rows(): ResultRow[] {
     description: "v86",
     compared_to: "io-out/switch",
   }, summarize([16e6]));
+  const pairedV86 = { ...v86, pairing: pairingOf("io-out/switch", [10e6, 5e6, 6e6], [4e6, 4e6, 4e6]) };
   const orphan = peerRow({
     path: "hlt/other",
     engine: "kvm",
@@ -70,7 +72,7 @@ function rows(): ResultRow[] {
     description: "o",
     compared_to: "mmio-write/switch",
   }, summarize([1e3]));
-  return [raw, io, hlt, kvm, v86, orphan];
+  return [raw, io, hlt, kvm, pairedV86, orphan];
 }
 
 Deno.test("chart: XML-ish document with one bar per row and escaped text", () => {
@@ -88,7 +90,10 @@ Deno.test("chart: XML-ish document with one bar per row and escaped text", () =>
     );
   }
   assert.match(svg, /63\.0 M instr\/s/);
-  assert.match(svg, /70\.0 k exits\/s/);
+  assert.match(svg, /70\.0 k exits\/s · kvmsim\/peer 71\.4×</);
+  // A paired peer row shows the median of its per-round ratios (10/4, 5/4, 6/4 → 1.50), not 5 M / 16 M.
+  assert.match(svg, /16\.0 M exits\/s · kvmsim\/peer 1\.50× paired</);
+  assert.match(svg, />1\.0 k exits\/s</, "an orphan peer (its kvmsim path not run) has no ratio");
 });
 
 Deno.test("chart: log-scale bar widths grow with the rate; a bar per row even with no peers", () => {

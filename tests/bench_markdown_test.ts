@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { resultsMarkdown } from "../bench/markdown.ts";
+import { pairingOf } from "../bench/peers/pairing.ts";
 import type { Results } from "../bench/report.ts";
 
 Deno.test("bench/markdown.ts renders every row and the kvmsim/peer ratio from a results file", () => {
@@ -24,6 +25,10 @@ Deno.test("bench/markdown.ts renders every row and the kvmsim/peer ratio from a 
     rows: [
       row("kvmsim", "io-out/switch", 10e6),
       row("qemu", "io-out/unassigned-port", 4e6, { compared_to: "io-out/switch" }),
+      row("v86", "io-out/port-handler", 5e6, {
+        compared_to: "io-out/switch",
+        pairing: pairingOf("io-out/switch", [9e6, 10e6, 12e6], [3e6, 5e6, 5e6]),
+      }),
     ],
     skipped_peers: [{ engine: "bochs", reason: "bochs not installed" }],
   } as unknown as Results;
@@ -34,5 +39,12 @@ Deno.test("bench/markdown.ts renders every row and the kvmsim/peer ratio from a 
     md,
     /\| io-out\/unassigned-port \| qemu \| 4\.0 M exits\/s \| io-out\/switch \| 10\.0 M exits\/s \| 2\.50× \|/,
   );
+  assert.match(md, /\| io-out\/unassigned-port \| qemu \| .* \| 2\.50× \| no \|/);
+  // Paired: the median of the per-round ratios 3, 2, 2.4 (not 10 M / 5 M), with their range.
+  assert.match(
+    md,
+    /\| io-out\/port-handler \| v86 \| 5\.0 M exits\/s \| io-out\/switch \| 10\.0 M exits\/s \| 2\.40× \| 3 rounds, 2\.00x–3\.00x \|/,
+  );
+  assert.match(md, /median of per-round ratios: each peer window is bracketed by a kvmsim sample just before and one/);
   assert.match(md, /Peer bochs skipped: bochs not installed/);
 });

@@ -9,6 +9,7 @@ import { PATHS } from "../bench/paths.ts";
 import {
   BOCHS_EXIT_ASM,
   BOCHS_LOOPS,
+  BOCHS_REP_TICKS,
   bochsConfig,
   bochsEndProblem,
   bochsEngine,
@@ -18,6 +19,7 @@ import {
 } from "../bench/peers/bochs.ts";
 import { instructionsPerChunk, MARKER_PORT } from "../bench/peers/chunked.ts";
 import { PeerCheckError } from "../bench/peers/peer.ts";
+import { runPeerAlone } from "../bench/peers/pairing.ts";
 import { loopsFor, measureProcessLoop } from "../bench/peers/process_peer.ts";
 
 const path = (id: string) => {
@@ -68,6 +70,11 @@ Deno.test("bochs tick check: reset jump + xor + chunks × instructions + exit se
     `shut down at tick ${want - 2}: expected ${want} (= instructions of 40 chunks and the exit sequence)`,
   );
   assert.match(bochsEndProblem("00000000000p[MEM0  ] >>PANIC<< ROM: couldn't open\n", io, 40)!, /no "Shutdown port/);
+  // string-io: Bochs ticks once per REP iteration (16 per OUTSB, 16 for the buffer's STOSB).
+  const str = { kind: "string-io", iterations: 10 } as const;
+  assert.equal(BOCHS_REP_TICKS, true);
+  assert.equal(bochsExpectedTicks(str, 3), 2 + (3 + 16) + 3 * (4 + 10 * (4 + 16) + 7) + 16);
+  assert.notEqual(bochsExpectedTicks(str, 3), 2 + 4 + 3 * instructionsPerChunk(str) + 16);
 });
 
 Deno.test("bochs loops follow --filter through compared_to", () => {
@@ -80,7 +87,7 @@ Deno.test("bochs loops follow --filter through compared_to", () => {
 
 Deno.test("bochs peer: a short real run gives tick-checked rows — or is skipped naming the install command", async () => {
   const lines: string[] = [];
-  const out = await bochsPeer.run({
+  const out = await runPeerAlone(bochsPeer, {
     durationMs: 30,
     runs: 1,
     warmup: 0,
@@ -105,7 +112,34 @@ Deno.test("bochs peer: a short real run gives tick-checked rows — or is skippe
     assert.ok(Number.isFinite(rate) && rate > 1e5, `${r.path}: rate ${rate}`);
     assert.ok(r.min <= rate && rate <= r.max && r.runs === 1);
   }
-  assert.ok(lines.some((l) => /hlt not run on bochs/.test(l)), lines.join("\n"));
+  assert.ok(lines.some((l) => /hlt\/runUntil not run on bochs: Bochs has no HLT exit/.test(l)), lines.join("\n"));
+});
+
+Deno.test("bochs peer: io-in, mmio-read, string-io, cpuid and msr rows, tick-checked, from short real runs", {
+  ignore: MISSING !== undefined,
+}, async () => {
+  const out = await runPeerAlone(bochsPeer, {
+    durationMs: 30,
+    runs: 1,
+    warmup: 0,
+    paths: [
+      path("io-in/switch"),
+      path("string-io/switch"),
+      path("mmio-read/switch"),
+      path("cpuid-inkernel/budget"),
+      path("msr-inkernel/budget"),
+    ],
+  });
+  assert.equal(out.kind, "rows");
+  if (out.kind !== "rows") return;
+  assert.deepEqual(out.rows.map((r) => [r.path, r.unit, r.compared_to]), [
+    ["string-io/unassigned-port", "exits", "string-io/switch"],
+    ["cpuid-inkernel/loop", "exits", "cpuid-inkernel/budget"],
+    ["msr-inkernel/loop", "exits", "msr-inkernel/budget"],
+    ["io-in/unassigned-port", "exits", "io-in/switch"],
+    ["mmio-read/unassigned", "exits", "mmio-read/switch"],
+  ]);
+  for (const r of out.rows) assert.ok("exits_per_s" in r && r.exits_per_s > 1e4, `${r.path}: ${JSON.stringify(r)}`);
 });
 
 Deno.test("bochs peer: a tick count that is not the program's instruction count fails the check", {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { PATHS } from "../bench/paths.ts";
 import { findOnPath } from "../bench/peers/chunked.ts";
 import { PeerCheckError } from "../bench/peers/peer.ts";
+import { runPeerAlone } from "../bench/peers/pairing.ts";
 import { loopsFor, measureProcessLoop } from "../bench/peers/process_peer.ts";
 import {
   QEMU_BINARY,
@@ -54,11 +55,22 @@ Deno.test("qemu loops follow --filter through compared_to", () => {
     "mmio-write/unassigned",
   ]);
   assert.deepEqual(loopsFor(QEMU_LOOPS, [path("io-out/runUntil"), path("hlt/switch")]), []);
+  assert.deepEqual(
+    loopsFor(QEMU_LOOPS, [path("string-io/switch"), path("cpuid-inkernel/budget"), path("msr-inkernel/budget")]).map((
+      l,
+    ) => [l.spec.path, l.body.kind]),
+    [["string-io/unassigned-port", "string-io"], ["cpuid-inkernel/loop", "cpuid"], ["msr-inkernel/loop", "rdmsr"]],
+  );
+  const plan = qemuPeer.plan([path("hlt/switch"), path("debug-int3/switch"), path("io-out/switch")]);
+  assert.deepEqual(plan.loops.map((l) => l.spec.path), ["io-out/unassigned-port"]);
+  assert.equal(plan.notes.length, 2);
+  assert.match(plan.notes[0]!, /^hlt\/switch not run on qemu: TCG has no HLT exit/);
+  assert.match(plan.notes[1]!, /^debug-int3\/switch not run on qemu: a guest INT3 goes to the guest's IDT/);
 });
 
 Deno.test("qemu peer: a short real run gives checked rows — or is skipped naming the install command", async () => {
   const lines: string[] = [];
-  const out = await qemuPeer.run({
+  const out = await runPeerAlone(qemuPeer, {
     durationMs: 30,
     runs: 1,
     warmup: 0,
@@ -82,7 +94,34 @@ Deno.test("qemu peer: a short real run gives checked rows — or is skipped nami
     assert.ok(Number.isFinite(rate) && rate > 1e5, `${r.path}: rate ${rate}`);
     assert.ok(r.min <= rate && rate <= r.max && r.runs === 1);
   }
-  assert.ok(lines.some((l) => /hlt not run on qemu/.test(l)), lines.join("\n"));
+  assert.ok(lines.some((l) => /hlt\/switch not run on qemu: TCG has no HLT exit/.test(l)), lines.join("\n"));
+});
+
+Deno.test("qemu peer: io-in, mmio-read, string-io, cpuid and msr rows from short real runs — or skipped", {
+  ignore: !HAVE_QEMU,
+}, async () => {
+  const out = await runPeerAlone(qemuPeer, {
+    durationMs: 30,
+    runs: 1,
+    warmup: 0,
+    paths: [
+      path("io-in/switch"),
+      path("string-io/switch"),
+      path("mmio-read/switch"),
+      path("cpuid-inkernel/budget"),
+      path("msr-inkernel/budget"),
+    ],
+  });
+  assert.equal(out.kind, "rows");
+  if (out.kind !== "rows") return;
+  assert.deepEqual(out.rows.map((r) => [r.path, r.unit, r.compared_to]), [
+    ["string-io/unassigned-port", "exits", "string-io/switch"],
+    ["cpuid-inkernel/loop", "exits", "cpuid-inkernel/budget"],
+    ["msr-inkernel/loop", "exits", "msr-inkernel/budget"],
+    ["io-in/unassigned-port", "exits", "io-in/switch"],
+    ["mmio-read/unassigned", "exits", "mmio-read/switch"],
+  ]);
+  for (const r of out.rows) assert.ok("exits_per_s" in r && r.exits_per_s > 1e4, `${r.path}: ${JSON.stringify(r)}`);
 });
 
 Deno.test("qemu peer: a guest that exits with another isa-debug-exit value fails the check", {

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { PATHS } from "../bench/paths.ts";
 import { KVM_RAW_SKIP, kvmPeer } from "../bench/peers/kvm.ts";
 import { parsePeerList, type Peer, PEER_NAMES, splitPeersOption } from "../bench/peers/peer.ts";
-import { biosImage, v86LoopsFor, v86Peer } from "../bench/peers/v86.ts";
+import { pairingOf, runPeerAlone } from "../bench/peers/pairing.ts";
+import { biosImage, v86LoopsFor, v86Peer, type V86Snapshot, v86WindowUnits } from "../bench/peers/v86.ts";
 import { formatPeerTable, peerRow, type ResultRow, resultRow } from "../bench/report.ts";
 import { summarize } from "../bench/stats.ts";
 
@@ -34,12 +35,12 @@ function checkRowShape(r: ResultRow, engine: string): void {
 }
 
 async function shortRun(peer: Peer, ids: string[]) {
-  return await peer.run({ durationMs: 20, runs: 1, warmup: 0, paths: ids.map(path) });
+  return await runPeerAlone(peer, { durationMs: 20, runs: 1, warmup: 0, paths: ids.map(path) });
 }
 
 Deno.test("kvm peer: rows of the result shape for the exit paths, raw left out — or skipped with a reason", async () => {
   const lines: string[] = [];
-  const out = await kvmPeer.run({
+  const out = await runPeerAlone(kvmPeer, {
     durationMs: 20,
     runs: 1,
     warmup: 0,
@@ -53,6 +54,14 @@ Deno.test("kvm peer: rows of the result shape for the exit paths, raw left out �
   assert.deepEqual(out.rows.map((r) => r.path), ["io-out/switch", "hlt/runUntil"]);
   for (const r of out.rows) checkRowShape(r, "kvm");
   assert.ok(lines.some((l) => l.includes(KVM_RAW_SKIP)), "the raw skip is logged");
+});
+
+Deno.test("kvm plan: rows for the exit paths, a note naming each path it leaves out", () => {
+  const plan = kvmPeer.plan([path("raw/dec-jnz"), path("io-out/switch"), path("cpuid-inkernel/budget")]);
+  assert.deepEqual(plan.loops.map((l) => [l.spec.path, l.spec.compared_to]), [["io-out/switch", "io-out/switch"]]);
+  assert.deepEqual(plan.notes.length, 2);
+  assert.equal(plan.notes[0], `raw/dec-jnz not run on kvm: ${KVM_RAW_SKIP}`);
+  assert.match(plan.notes[1]!, /^cpuid-inkernel\/budget not run on kvm: an in-kernel exit is counted by the/);
 });
 
 Deno.test("v86 peer: io-out and raw rows of the result shape — or skipped with a reason", {
@@ -71,9 +80,117 @@ Deno.test("v86 peer: io-out and raw rows of the result shape — or skipped with
   for (const r of out.rows) checkRowShape(r, "v86");
 });
 
-Deno.test("v86 loops follow --filter: only those whose kvmsim counterpart is selected", () => {
+Deno.test("v86 peer: mmio-write, io-in, mmio-read, string-io, cpuid and msr rows, checked per window — or skipped", {
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const ids = [
+    "mmio-write/switch",
+    "io-in/switch",
+    "string-io/switch",
+    "mmio-read/switch",
+    "cpuid-inkernel/budget",
+    "msr-inkernel/budget",
+  ];
+  const out = await shortRun(v86Peer, ids);
+  if (out.kind === "skipped") {
+    assert.match(out.reason, /v86/);
+    return;
+  }
+  assert.deepEqual(out.rows.map((r) => [r.path, r.compared_to]), [
+    ["mmio-write/mmap-handler", "mmio-write/switch"],
+    ["io-in/port-handler", "io-in/switch"],
+    ["mmio-read/mmap-handler", "mmio-read/switch"],
+    ["string-io/port-handler", "string-io/switch"],
+    ["cpuid-inkernel/loop", "cpuid-inkernel/budget"],
+    ["msr-inkernel/loop", "msr-inkernel/budget"],
+  ]);
+  for (const r of out.rows) checkRowShape(r, "v86");
+});
+
+Deno.test("v86 loops follow --filter: only those whose kvmsim counterpart is selected; the rest get notes", () => {
   assert.deepEqual(v86LoopsFor([path("io-out/switch")]).map((l) => l.spec.path), ["io-out/port-handler"]);
   assert.deepEqual(v86LoopsFor([path("hlt/switch")]), []);
+  const plan = v86Peer.plan([path("mmio-write/runUntil"), path("hlt/switch"), path("debug-int3/switch")]);
+  assert.deepEqual(plan.loops, []);
+  assert.match(plan.notes[0]!, /^hlt\/switch not run on v86: v86 has no HLT exit/);
+  assert.match(plan.notes[1]!, /^debug-int3\/switch not run on v86: v86 has no debug exit: INT3 is delivered/);
+});
+
+Deno.test("v86 window check: units per count kind, against the retired-instruction counter", () => {
+  const at = (o: Partial<V86Snapshot>): V86Snapshot => ({
+    writes: 0,
+    bytes: 0,
+    mmioWrites: 0,
+    reads: 0,
+    mmioReads: 0,
+    insns: 0,
+    esi: 0,
+    ebx: 0,
+    ...o,
+  });
+  const z = at({});
+  assert.deepEqual(v86WindowUnits({ kind: "port-writes", insnsPerUnit: 2 }, z, at({ writes: 100, insns: 201 })), {
+    units: 100,
+  });
+  assert.match(
+    (v86WindowUnits({ kind: "port-writes", insnsPerUnit: 2 }, z, at({ writes: 100, insns: 300 })) as {
+      problem: string;
+    }).problem,
+    /300 instructions retired for 100 units: expected 200 ± 4/,
+  );
+  assert.deepEqual(v86WindowUnits({ kind: "mmio-writes", insnsPerUnit: 2 }, z, at({ mmioWrites: 50, insns: 100 })), {
+    units: 50,
+  });
+  assert.match(
+    (v86WindowUnits({ kind: "mmio-writes", insnsPerUnit: 2 }, z, at({ mmioWrites: 5, writes: 1, insns: 10 })) as {
+      problem: string;
+    }).problem,
+    /1 port writes on a loop that does none/,
+  );
+  // 16 bytes per REP OUTSB; the window may end inside one.
+  assert.deepEqual(
+    v86WindowUnits({ kind: "port-bytes", bytesPerUnit: 16, insnsPerUnit: 4 }, z, at({ bytes: 1608, insns: 402 })),
+    { units: 101 },
+  );
+  // esi counts iterations (mod 2^32); the instruction counter wraps at 2^32 too.
+  assert.deepEqual(
+    v86WindowUnits(
+      { kind: "esi", insnsPerUnit: 4 },
+      at({ esi: 0xffff_fff0, insns: 0xffff_ffc0 }),
+      at({
+        esi: 0x10,
+        insns: 0x40,
+      }),
+    ),
+    { units: 0x20 },
+  );
+  assert.match(
+    (v86WindowUnits({ kind: "esi", insnsPerUnit: 3 }, z, at({ esi: 0, insns: 1000 })) as { problem: string }).problem,
+    /no unit done \(1000 instructions retired\)/,
+  );
+  assert.deepEqual(v86WindowUnits({ kind: "instructions" }, z, at({ insns: 12345 })), { units: 12345 });
+  // Reads: the guest's ebx grows by the answered byte per read, ± one answer (window edges).
+  const port = { kind: "reads", from: "port", insnsPerUnit: 3 } as const;
+  assert.deepEqual(v86WindowUnits(port, z, at({ reads: 10, insns: 30, ebx: 9 * 0x5a })), { units: 10 });
+  assert.match(
+    (v86WindowUnits(port, z, at({ reads: 10, insns: 30, ebx: 5 * 0x5a })) as { problem: string }).problem,
+    /guest's ebx grew by 450 over 10 answers of 0x5a: expected 900 ± one answer/,
+  );
+  assert.match(
+    (v86WindowUnits(port, z, at({ reads: 10, mmioReads: 1, insns: 30, ebx: 900 })) as { problem: string }).problem,
+    /1 MMIO reads on a loop that does none/,
+  );
+  assert.match(
+    (v86WindowUnits({ kind: "port-writes", insnsPerUnit: 2 }, z, at({ writes: 5, reads: 1, insns: 10 })) as {
+      problem: string;
+    }).problem,
+    /1 reads on a loop that does none/,
+  );
+  assert.match(
+    (v86WindowUnits({ kind: "instructions" }, z, at({ insns: 10, mmioWrites: 2 })) as { problem: string }).problem,
+    /2 MMIO writes on a loop that does none/,
+  );
 });
 
 Deno.test("v86 BIOS image: 64 KiB, loop code at 0, far jump F000:0000 at the reset vector", () => {
@@ -107,7 +224,33 @@ Deno.test("peer table: kvmsim/peer ratio from the same run's rows; skipped peers
     "\n",
   );
   assert.equal(lines.length, 4);
-  assert.match(lines[2]!, /^io-out\/switch\s+kvm\s+40\.0 k exits\s+io-out\/switch\s+4\.0 M exits\s+100\.0x\s+pvm$/);
+  assert.match(
+    lines[2]!,
+    /^io-out\/switch\s+kvm\s+40\.0 k exits\s+io-out\/switch\s+4\.0 M exits\s+100\.0x\s+no\s+pvm$/,
+  );
   assert.match(lines[3]!, /^-\s+v86\s+skipped .* npm package v86 not installed$/);
   assert.ok("exits_per_s" in theirs && theirs.ns_per_exit === 25_000);
+});
+
+Deno.test("peer table: a paired row shows the median of its per-round ratios and their range, not the ratio of medians", () => {
+  // Rounds: kvmsim 10, 20, 30 M; peer 5, 40, 15 M → per round 2, 0.5, 2 (median 2.00); the medians' 20 / 15 is 1.33.
+  const kvmsim = [10e6, 20e6, 30e6], peer = [5e6, 40e6, 15e6];
+  const ours = resultRow(path("io-out/switch"), summarize(kvmsim));
+  const theirs = {
+    ...peerRow({
+      path: "io-out/port-handler",
+      engine: "v86",
+      unit: "exits",
+      loop: "port-handler",
+      description: "d",
+      compared_to: "io-out/switch",
+    }, summarize(peer)),
+    pairing: pairingOf("io-out/switch", kvmsim, peer),
+  };
+  assert.deepEqual(theirs.pairing.ratios, [2, 0.5, 2]);
+  const line = formatPeerTable([ours, theirs]).split("\n")[2]!;
+  assert.match(
+    line,
+    /^io-out\/port-handler\s+v86\s+15\.0 M exits\s+io-out\/switch\s+20\.0 M exits\s+2\.00x\s+3 rounds, 0\.50x–2\.00x$/,
+  );
 });

@@ -2,6 +2,7 @@
 // CPU view built from the closed forms, and on v86 itself when the npm package is installed.
 import assert from "node:assert/strict";
 import { ALU_MEM_ARRAY, aluMemExpected, PATHS } from "../bench/paths.ts";
+import { runPeerAlone } from "../bench/peers/pairing.ts";
 import { v86LoopsFor, v86Peer } from "../bench/peers/v86.ts";
 import {
   V86_ALU_MEM_PROLOGUE,
@@ -48,7 +49,7 @@ Deno.test("v86 peer: a raw/alu-mem row, result checked after the window — or s
 }, async () => {
   const p = PATHS.find((x) => x.path === "raw/alu-mem")!;
   assert.deepEqual(v86LoopsFor([p]).map((l) => l.spec.path), ["raw/alu-mem"]);
-  const out = await v86Peer.run({ durationMs: 20, runs: 1, warmup: 0, paths: [p] });
+  const out = await runPeerAlone(v86Peer, { durationMs: 20, runs: 1, warmup: 0, paths: [p] });
   if (out.kind === "skipped") {
     assert.match(out.reason, /v86/);
     return;

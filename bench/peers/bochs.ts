@@ -25,14 +25,26 @@
  *   unreal mode (Bochs's memory access path for an address no device and
  *   no RAM claims).
  *
- * Not compared: hlt (no HLT exit: the CPU waits for an interrupt).
+ * - string-io: `rep outsb` of 16 bytes to BENCH_PORT (one IO dispatch per
+ *   byte). Bochs ticks once per REP iteration ({@link BOCHS_REP_TICKS}),
+ *   which the tick check counts.
+ * - cpuid-inkernel / msr-inkernel: `xor eax, eax; cpuid` and `rdmsr` of
+ *   IA32_PAT in a `dec edi; jnz` loop, answered inside Bochs (an RDMSR
+ *   that faulted would break the tick count).
+ *
+ * - io-in / mmio-read: `in al, dx` / `mov al, [ebx]` (unreal mode) in a
+ *   `loop`, from the unassigned port / address: the emulator supplies the
+ *   value itself (no handler does, unlike kvmsim's; the guest does not check it).
+ *
+ * Not compared ({@link BOCHS_NOT_COMPARED}, logged with the reason): hlt,
+ * debug-int3, msr-user.
  *
  * @module
  */
-import { BENCH_PORT } from "../paths.ts";
+import { BENCH_PORT, MSR_PAT, STRING_IO_BYTES } from "../paths.ts";
 import { type ChunkBody, findOnPath, instructionsPerChunk, type ProcessRun, prologueInstructions } from "./chunked.ts";
-import type { Peer, PeerOutcome, PeerSettings } from "./peer.ts";
-import { measureProcessLoops, type ProcessEngine, type ProcessLoop } from "./process_peer.ts";
+import type { Peer } from "./peer.ts";
+import { type ProcessEngine, type ProcessLoop, processPlan } from "./process_peer.ts";
 
 export const BOCHS_BINARY = "bochs";
 export const BOCHS_INSTALL = "sh scripts/install-peers.sh (apt-get install bochs bochs-term vgabios)";
@@ -53,7 +65,11 @@ export const BOCHS_TERM_PLUGINS = [
 
 /** Why these kvmsim paths have no bochs row. */
 export const BOCHS_NOT_COMPARED: Readonly<Record<string, string>> = {
-  "hlt": "hlt not run on bochs: Bochs has no HLT exit (the CPU waits for an interrupt)",
+  "hlt": "Bochs has no HLT exit (the CPU waits for an interrupt)",
+  "debug-int3":
+    "a guest INT3 goes to the guest's IVT (#BP); the internal debugger's breakpoints stop at an interactive text prompt, not a host callback",
+  "msr-user":
+    "Bochs answers every RDMSR itself (an unknown MSR is a #GP in the guest); there is no user-space MSR exit",
 };
 
 export const BOCHS_LOOPS: readonly ProcessLoop[] = [
@@ -96,7 +112,84 @@ export const BOCHS_LOOPS: readonly ProcessLoop[] = [
     },
     body: { kind: "mmio-write", rounds: 2 },
   },
+  {
+    spec: {
+      path: "string-io/unassigned-port",
+      engine: "bochs",
+      unit: "exits",
+      loop: "sampled",
+      description: `real mode \`rep outsb\` of ${STRING_IO_BYTES} bytes to unassigned port 0x${
+        BENCH_PORT.toString(16)
+      } → Bochs's IO handler table, once per byte (in-process)`,
+      compared_to: "string-io/switch",
+      note:
+        `Bochs 2.7 interpreter, real mode; an exit = one REP OUTSB (${STRING_IO_BYTES} IO dispatches); ticks checked`,
+    },
+    body: { kind: "string-io", iterations: 1 << 14 },
+  },
+  {
+    spec: {
+      path: "cpuid-inkernel/loop",
+      engine: "bochs",
+      unit: "exits",
+      loop: "sampled",
+      description:
+        "real mode `xor eax, eax; cpuid; dec edi; jnz`: CPUID inside Bochs; CPUIDs between chunk markers per second",
+      compared_to: "cpuid-inkernel/budget",
+      note: "Bochs 2.7 interpreter, real mode; an exit = a CPUID Bochs handles itself; ticks checked",
+    },
+    body: { kind: "cpuid", iterations: 1 << 18 },
+  },
+  {
+    spec: {
+      path: "msr-inkernel/loop",
+      engine: "bochs",
+      unit: "exits",
+      loop: "sampled",
+      description: `real mode \`rdmsr\` of IA32_PAT (0x${
+        MSR_PAT.toString(16)
+      }); dec edi; jnz: RDMSR inside Bochs; RDMSRs between chunk markers per second`,
+      compared_to: "msr-inkernel/budget",
+      note: "Bochs 2.7 interpreter, real mode; an exit = an RDMSR Bochs handles itself; ticks checked",
+    },
+    body: { kind: "rdmsr", iterations: 1 << 18 },
+  },
+  {
+    spec: {
+      path: "io-in/unassigned-port",
+      engine: "bochs",
+      unit: "exits",
+      loop: "sampled",
+      description: `real mode \`in al, dx; loop\` from unassigned port 0x${
+        BENCH_PORT.toString(16)
+      } → Bochs's IO handler table (the unmapped-port device answers 0xff) (in-process)`,
+      compared_to: "io-in/switch",
+      note:
+        "Bochs 2.7 interpreter, real mode; an exit = an IO-read dispatch (the value is the emulator's, not a handler's); ticks checked",
+    },
+    body: { kind: "io-in", rounds: 2 },
+  },
+  {
+    spec: {
+      path: "mmio-read/unassigned",
+      engine: "bochs",
+      unit: "exits",
+      loop: "sampled",
+      description:
+        "unreal mode `mov al, [ebx]; loop` from unassigned 0xd0000000 → Bochs's memory access path for an address no device claims (in-process)",
+      compared_to: "mmio-read/switch",
+      note: "Bochs 2.7 interpreter, unreal mode; an exit = a read no device claims; ticks checked",
+    },
+    body: { kind: "mmio-read", rounds: 2 },
+  },
 ];
+
+/**
+ * Bochs ticks once per iteration of a REP string instruction: with the
+ * debugger compiled in (Debian's build), repeat() leaves after every
+ * iteration and the instruction is fetched again.
+ */
+export const BOCHS_REP_TICKS = true;
 
 /** The guest's exit: "Shutdown" written byte-wise to port 0x8900. */
 export const BOCHS_EXIT_ASM = [
@@ -112,7 +205,8 @@ export const BOCHS_EXIT_ASM = [
  */
 export function bochsExpectedTicks(body: ChunkBody, chunks: number): number {
   const exitBeforeLastOut = 1 + 2 * "Shutdown".length - 1;
-  return 2 + prologueInstructions(body) + chunks * instructionsPerChunk(body) + exitBeforeLastOut;
+  return 2 + prologueInstructions(body, BOCHS_REP_TICKS) + chunks * instructionsPerChunk(body, BOCHS_REP_TICKS) +
+    exitBeforeLastOut;
 }
 
 /** The bochsrc for `rom` (paths must not hold spaces or commas: the parser splits on them). */
@@ -191,18 +285,12 @@ export const bochsEngine: ProcessEngine = {
   },
 };
 
-function logNotCompared(settings: PeerSettings): void {
-  for (const [family, why] of Object.entries(BOCHS_NOT_COMPARED)) {
-    if (settings.paths.some((p) => p.path.startsWith(`${family}/`))) settings.log?.(`  bochs: ${why}`);
-  }
-}
-
 export const bochsPeer: Peer = {
   name: "bochs",
-  async run(settings: PeerSettings): Promise<PeerOutcome> {
-    const missing = bochsMissing();
-    if (missing !== undefined) return { kind: "skipped", reason: missing };
-    logNotCompared(settings);
-    return { kind: "rows", rows: await measureProcessLoops(bochsEngine, BOCHS_LOOPS, settings) };
+  unavailable() {
+    return Promise.resolve(bochsMissing());
+  },
+  plan(paths) {
+    return processPlan(bochsEngine, BOCHS_LOOPS, BOCHS_NOT_COMPARED, paths);
   },
 };

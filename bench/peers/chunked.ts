@@ -9,10 +9,10 @@
  * After the last chunk the guest ends the process through the peer's exit
  * sequence (isa-debug-exit / the Bochs shutdown port).
  *
- * The mmio-write loop needs a 32-bit address: the program first enters
+ * The mmio-write and mmio-read loops need a 32-bit address: the program first enters
  * "unreal" mode (protected mode just long enough to load DS with a 4 GiB
  * limit from a GDT in the ROM, then back to real mode), so `mov [ebx], al`
- * reaches {@link BENCH_MMIO} from real mode.
+ * (or `mov al, [ebx]`) reaches {@link BENCH_MMIO} from real mode.
  *
  * Marker i (0-based) is `0x80 | (i & 0x7f)`: bytes ≥ 0x80 never occur in the
  * emulators' own ASCII output (Bochs prints its banner and debugger prompt
@@ -21,7 +21,7 @@
  * @module
  */
 import { assemble } from "../../src/asm/x86.ts";
-import { BENCH_BYTE, BENCH_MMIO, BENCH_PORT } from "../paths.ts";
+import { BENCH_BYTE, BENCH_MMIO, BENCH_PORT, MSR_PAT, STRING_IO_BUF, STRING_IO_BYTES } from "../paths.ts";
 import { ratePerSecond } from "../stats.ts";
 
 /** The port of the per-chunk marker byte (QEMU isa-debugcon iobase, Bochs port_e9_hack). */
@@ -36,19 +36,38 @@ const ROUND = 0x10000;
 export type ChunkBody =
   /** `out dx, al; loop top` to {@link BENCH_PORT} (unassigned in both emulators): `rounds` × 65536 exits per chunk. */
   | { readonly kind: "io-out"; readonly rounds: number }
+  /** `in al, dx; loop top` from {@link BENCH_PORT} (unassigned: the emulator supplies the byte): `rounds` × 65536 exits. */
+  | { readonly kind: "io-in"; readonly rounds: number }
   /** `dec ecx; jnz top` with ecx = `iterations`: 2 × iterations instructions per chunk. */
   | { readonly kind: "raw"; readonly iterations: number }
   /** `mov [ebx], al; loop top` to {@link BENCH_MMIO} (unassigned; unreal mode): `rounds` × 65536 exits per chunk. */
-  | { readonly kind: "mmio-write"; readonly rounds: number };
+  | { readonly kind: "mmio-write"; readonly rounds: number }
+  /** `mov al, [ebx]; loop top` from {@link BENCH_MMIO} (unassigned; unreal mode): `rounds` × 65536 exits per chunk. */
+  | { readonly kind: "mmio-read"; readonly rounds: number }
+  /** `xor eax, eax; cpuid; dec edi; jnz top`: `iterations` CPUIDs (in-emulator exits) per chunk. */
+  | { readonly kind: "cpuid"; readonly iterations: number }
+  /** `rdmsr` of IA32_PAT; `dec edi; jnz top`: `iterations` RDMSRs (in-emulator exits) per chunk. */
+  | { readonly kind: "rdmsr"; readonly iterations: number }
+  /**
+   * `mov si, buf; mov cx, 16; rep outsb; dec edi; jnz top` to {@link BENCH_PORT}: `iterations` REP OUTSBs of
+   * {@link STRING_IO_BYTES} bytes per chunk (the buffer is filled with {@link BENCH_BYTE} once, before the chunks).
+   */
+  | { readonly kind: "string-io"; readonly iterations: number };
 
 /** Units (exits or instructions) one chunk of `body` does. */
 export function unitsPerChunk(body: ChunkBody): number {
   switch (body.kind) {
     case "io-out":
+    case "io-in":
     case "mmio-write":
+    case "mmio-read":
       return body.rounds * ROUND;
     case "raw":
       return 2 * body.iterations;
+    case "cpuid":
+    case "rdmsr":
+    case "string-io":
+      return body.iterations;
     default: {
       const never: never = body;
       throw new RangeError(`unknown chunk body ${JSON.stringify(never)}`);
@@ -56,8 +75,13 @@ export function unitsPerChunk(body: ChunkBody): number {
   }
 }
 
-/** Instructions one chunk retires, including the marker and the chunk-loop tail (Bochs checks its tick count against it). */
-export function instructionsPerChunk(body: ChunkBody): number {
+/**
+ * Instructions one chunk retires, including the marker and the chunk-loop
+ * tail (Bochs checks its tick count against it). `repIterations`: a REP
+ * string instruction counts once per iteration (Bochs with its debugger
+ * compiled in re-executes it for every iteration), else once.
+ */
+export function instructionsPerChunk(body: ChunkBody, repIterations = false): number {
   // marker: mov ax, si; and al; or al; out; inc esi; cmp esi; jne = 7
   const tail = 7;
   switch (body.kind) {
@@ -67,9 +91,24 @@ export function instructionsPerChunk(body: ChunkBody): number {
     case "mmio-write":
       // mov ebx; mov al; mov di; per round: xor cx, 65536 × (mov [ebx], loop), dec di, jnz
       return 3 + body.rounds * (3 + 2 * ROUND) + tail;
+    case "io-in":
+      // mov dx; mov bx; per round: xor cx, 65536 × (in, loop), dec bx, jnz
+      return 2 + body.rounds * (3 + 2 * ROUND) + tail;
+    case "mmio-read":
+      // mov ebx; mov di; per round: xor cx, 65536 × (mov al, [ebx], loop), dec di, jnz
+      return 2 + body.rounds * (3 + 2 * ROUND) + tail;
     case "raw":
       // mov ecx; iterations × (dec, jnz)
       return 1 + 2 * body.iterations + tail;
+    case "cpuid":
+      // mov edi; iterations × (xor, cpuid, dec, jnz)
+      return 1 + 4 * body.iterations + tail;
+    case "rdmsr":
+      // mov ecx; mov edi; iterations × (rdmsr, dec, jnz)
+      return 2 + 3 * body.iterations + tail;
+    case "string-io":
+      // mov ebp, esi; mov dx; mov edi; iterations × (mov si, mov cx, rep outsb, dec, jnz); mov esi, ebp
+      return 4 + (4 + (repIterations ? STRING_IO_BYTES : 1)) * body.iterations + tail;
     default: {
       const never: never = body;
       throw new RangeError(`unknown chunk body ${JSON.stringify(never)}`);
@@ -77,13 +116,41 @@ export function instructionsPerChunk(body: ChunkBody): number {
   }
 }
 
-/** Instructions before the first chunk (after the reset far jump and `xor esi, esi`): the unreal-mode entry. */
-export function prologueInstructions(body: ChunkBody): number {
-  return body.kind === "mmio-write" ? 11 : 0;
+/**
+ * Instructions before the first chunk (after the reset far jump and `xor
+ * esi, esi`): the unreal-mode entry (mmio-write, mmio-read), the buffer fill (string-io;
+ * `repIterations` as in {@link instructionsPerChunk}).
+ */
+export function prologueInstructions(body: ChunkBody, repIterations = false): number {
+  switch (body.kind) {
+    case "mmio-write":
+    case "mmio-read":
+      return 11;
+    case "string-io":
+      // mov di; mov cx; mov al; rep stosb
+      return 3 + (repIterations ? STRING_IO_BYTES : 1);
+    case "io-out":
+    case "io-in":
+    case "raw":
+    case "cpuid":
+    case "rdmsr":
+      return 0;
+    default: {
+      const never: never = body;
+      throw new RangeError(`unknown chunk body ${JSON.stringify(never)}`);
+    }
+  }
 }
 
+/** Fill the string-io buffer (ES = 0 after reset) with {@link BENCH_BYTE}. */
+const STRING_IO_PROLOGUE = `
+  mov di, ${STRING_IO_BUF}
+  mov cx, ${STRING_IO_BYTES}
+  mov al, ${BENCH_BYTE}
+  rep stosb`;
+
 /** Unreal mode: DS gets base 0 and a 4 GiB limit from GDT entry 1, then the CPU is back in real mode. */
-const UNREAL_PROLOGUE = `
+export const UNREAL_PROLOGUE = `
   cli
   lgdt [cs:gdtr]
   mov eax, cr0
@@ -97,7 +164,7 @@ const UNREAL_PROLOGUE = `
   mov ds, bx`;
 
 /** The GDT of {@link UNREAL_PROLOGUE}: null, flat 4 GiB data (accessed bit set: the ROM is read-only). */
-const UNREAL_DATA = `
+export const UNREAL_DATA = `
 align 8
 gdt:
   dq 0
@@ -109,6 +176,12 @@ gdtr:
 function checkRounds(body: { readonly kind: string; readonly rounds: number }): void {
   if (!Number.isInteger(body.rounds) || body.rounds < 1 || body.rounds > 0xffff) {
     throw new RangeError(`${body.kind} chunk rounds ${body.rounds}: expected an integer in 1..65535`);
+  }
+}
+
+function checkIterations(body: { readonly kind: string; readonly iterations: number }): void {
+  if (!Number.isInteger(body.iterations) || body.iterations < 1 || body.iterations > 0xffff_ffff) {
+    throw new RangeError(`${body.kind} chunk iterations ${body.iterations}: expected an integer in 1..2^32-1`);
   }
 }
 
@@ -128,9 +201,7 @@ top:
   dec bx
   jnz round`;
     case "raw":
-      if (!Number.isInteger(body.iterations) || body.iterations < 1 || body.iterations > 0xffff_ffff) {
-        throw new RangeError(`raw chunk iterations ${body.iterations}: expected an integer in 1..2^32-1`);
-      }
+      checkIterations(body);
       return `
   mov ecx, ${body.iterations}
 top:
@@ -149,6 +220,62 @@ top:
   loop top
   dec di
   jnz round`;
+    case "io-in":
+      checkRounds(body);
+      return `
+  mov dx, ${BENCH_PORT}
+  mov bx, ${body.rounds}
+round:
+  xor cx, cx
+top:
+  in al, dx
+  loop top
+  dec bx
+  jnz round`;
+    case "mmio-read":
+      checkRounds(body);
+      return `
+  mov ebx, 0x${BENCH_MMIO.toString(16)}
+  mov di, ${body.rounds}
+round:
+  xor cx, cx
+top:
+  mov al, [ebx]
+  loop top
+  dec di
+  jnz round`;
+    case "cpuid":
+      checkIterations(body);
+      return `
+  mov edi, ${body.iterations}
+top:
+  xor eax, eax
+  cpuid
+  dec edi
+  jnz top`;
+    case "rdmsr":
+      checkIterations(body);
+      return `
+  mov ecx, 0x${MSR_PAT.toString(16)}
+  mov edi, ${body.iterations}
+top:
+  rdmsr
+  dec edi
+  jnz top`;
+    case "string-io":
+      checkIterations(body);
+      // OUTSB moves si, which holds the chunk counter: ebp keeps it meanwhile.
+      return `
+  mov ebp, esi
+  mov dx, ${BENCH_PORT}
+  mov edi, ${body.iterations}
+top:
+  mov si, ${STRING_IO_BUF}
+  mov cx, ${STRING_IO_BYTES}
+  rep outsb
+  dec edi
+  jnz top
+  mov esi, ebp`;
     default: {
       const never: never = body;
       throw new RangeError(`unknown chunk body ${JSON.stringify(never)}`);
@@ -164,9 +291,9 @@ export function chunkedProgram(body: ChunkBody, chunks: number, exitAsm: string)
   if (!Number.isInteger(chunks) || chunks < 2 || chunks > 0x7fff_ffff) {
     throw new RangeError(`chunks ${chunks}: expected an integer in 2..2^31-1 (intervals need two markers)`);
   }
-  const unreal = body.kind === "mmio-write";
+  const unreal = body.kind === "mmio-write" || body.kind === "mmio-read";
   return `
-  xor esi, esi${unreal ? UNREAL_PROLOGUE : ""}
+  xor esi, esi${unreal ? UNREAL_PROLOGUE : ""}${body.kind === "string-io" ? STRING_IO_PROLOGUE : ""}
 chunk:${bodyAsm(body)}
   mov ax, si
   and al, 0x7f

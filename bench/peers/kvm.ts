@@ -22,14 +22,13 @@ import type { BackendVcpu, BackendVm } from "../../src/backends/front.ts";
 import { kvmUnavailableReason } from "../../src/backends/kvm/system.ts";
 import { createVmWithOneVcpu } from "../../src/x86/setup.ts";
 import { type BenchPath, LOAD, type Sink } from "../paths.ts";
-import { peerRow, type ResultRow } from "../report.ts";
-import { ratePerSecond, summarize } from "../stats.ts";
+import type { PeerRowSpec } from "../report.ts";
+import { ratePerSecond } from "../stats.ts";
 import { runUntilStep, switchStep } from "../run_path.ts";
-import { type Peer, PeerCheckError, type PeerOutcome, type PeerSettings } from "./peer.ts";
+import { type Peer, PeerCheckError, type PeerLoop, type PeerSampler } from "./peer.ts";
 
-/** Why raw/dec-jnz has no kvm row. */
-export const KVM_RAW_SKIP =
-  "raw/dec-jnz not run on kvm: CPL0 guest code is emulated by kvm_pvm on this host (~0.7 M instr/s), not comparable";
+/** Why the raw paths have no kvm row. */
+export const KVM_RAW_SKIP = "CPL0 guest code is emulated by kvm_pvm on this host (~0.7 M instr/s), not comparable";
 
 /** Every KVM_RUN gets this watchdog, so a guest that runs away cannot hang the bench. */
 const RUN_TIMEOUT_MS = 5_000;
@@ -87,29 +86,49 @@ function timedRun(p: BenchPath, step: (n: number) => number, sink: Sink, ms: num
   return ratePerSecond(exits, t - t0);
 }
 
-/** Measure one exit path on KVM. */
-export function measureKvmPath(p: BenchPath, settings: Omit<PeerSettings, "paths">): ResultRow {
-  const { bytes } = assemble(p.asm, { bits: 64, origin: LOAD });
-  const { vm, vcpu } = createVmWithOneVcpu({ code: bytes, load: LOAD, backend: "kvm", runTimeoutMs: RUN_TIMEOUT_MS });
-  try {
-    p.setup?.(vm, vcpu);
-    const sink: Sink = { calls: 0, sum: 0 };
-    const step = stepper(p, vm, vcpu, sink);
-    for (let i = 0; i < settings.warmup; i++) timedRun(p, step, sink, settings.durationMs);
-    const rates: number[] = [];
-    for (let i = 0; i < settings.runs; i++) rates.push(timedRun(p, step, sink, settings.durationMs));
-    return peerRow({
-      path: p.path,
-      engine: "kvm",
-      unit: "exits",
-      loop: p.loop,
-      description: `${p.description} — on /dev/kvm (KVM backend), 64-bit CPL0`,
-      compared_to: p.path,
-      note: "/dev/kvm is kvm_pvm here: CPL0 loop instructions are emulated",
-    }, summarize(rates));
-  } finally {
-    vm.close();
-  }
+/** The kvm row of exit path `p`: the VM is created and warmed up by `open`, one window per `sample`. */
+export function kvmLoop(p: BenchPath): PeerLoop {
+  const spec: PeerRowSpec = {
+    path: p.path,
+    engine: "kvm",
+    unit: "exits",
+    loop: p.loop,
+    description: `${p.description} — on /dev/kvm (KVM backend), 64-bit CPL0`,
+    compared_to: p.path,
+    note: "/dev/kvm is kvm_pvm here: CPL0 loop instructions are emulated",
+  };
+  return {
+    spec,
+    open: (settings) =>
+      new Promise<PeerSampler>((resolve) => {
+        const { bytes } = assemble(p.asm, { bits: 64, origin: LOAD });
+        const { vm, vcpu } = createVmWithOneVcpu({
+          code: bytes,
+          load: LOAD,
+          backend: "kvm",
+          runTimeoutMs: RUN_TIMEOUT_MS,
+        });
+        let open = true;
+        const close = () => {
+          if (open) vm.close();
+          open = false;
+          return Promise.resolve();
+        };
+        try {
+          p.setup?.(vm, vcpu);
+          const sink: Sink = { calls: 0, sum: 0 };
+          const step = stepper(p, vm, vcpu, sink);
+          for (let i = 0; i < settings.warmup; i++) timedRun(p, step, sink, settings.durationMs);
+          resolve({
+            sample: () => new Promise<number>((done) => done(timedRun(p, step, sink, settings.durationMs))),
+            close,
+          });
+        } catch (e) {
+          close();
+          throw e;
+        }
+      }),
+  };
 }
 
 /** Why a handler kind has no kvm row (logged; every other kind outside KVM_HANDLERS is "no kvm loop yet"). */
@@ -133,26 +152,21 @@ const KVM_HANDLERS: ReadonlySet<string> = new Set([
 
 export const kvmPeer: Peer = {
   name: "kvm",
-  run(settings: PeerSettings): Promise<PeerOutcome> {
+  unavailable() {
     const why = kvmUnavailableReason();
-    if (why !== undefined) return Promise.resolve({ kind: "skipped", reason: `/dev/kvm unusable: ${why}` });
-    const rows: ResultRow[] = [];
-    for (const p of settings.paths) {
-      if (p.unit !== "exits" && p.handler.kind === "none") {
-        settings.log?.(`  kvm: ${KVM_RAW_SKIP}`);
-        continue;
-      }
-      if (!KVM_HANDLERS.has(p.handler.kind)) {
-        const why = KVM_SKIPS[p.handler.kind] ?? `handler "${p.handler.kind}" has no kvm loop yet`;
-        settings.log?.(`  kvm: ${p.path} not run on kvm: ${why}`);
-        continue;
-      }
-      const row = measureKvmPath(p, settings);
-      settings.log?.(
-        `  ${p.path} (kvm): ${Math.round((row as { exits_per_s: number }).exits_per_s)} exits/s over ${row.runs} runs`,
-      );
-      rows.push(row);
+    return Promise.resolve(why === undefined ? undefined : `/dev/kvm unusable: ${why}`);
+  },
+  plan(paths) {
+    const loops: PeerLoop[] = [];
+    const notes: string[] = [];
+    for (const p of paths) {
+      if (p.unit !== "exits" && p.handler.kind === "none") notes.push(`${p.path} not run on kvm: ${KVM_RAW_SKIP}`);
+      else if (!KVM_HANDLERS.has(p.handler.kind)) {
+        notes.push(
+          `${p.path} not run on kvm: ${KVM_SKIPS[p.handler.kind] ?? `handler "${p.handler.kind}" has no kvm loop yet`}`,
+        );
+      } else loops.push(kvmLoop(p));
     }
-    return Promise.resolve({ kind: "rows", rows });
+    return { loops, notes };
   },
 };

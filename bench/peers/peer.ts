@@ -1,7 +1,9 @@
 /**
  * The peer engines of `deno task bench`: other implementations of the same
- * guest loops, measured in the same run as kvmsim so that the report can
- * show kvmsim/peer ratios that share the machine's state (load, clock).
+ * guest loops, measured in the same run as kvmsim — each peer window
+ * bracketed by samples of its kvmsim path (bench/peers/pairing.ts) — so
+ * that the report can show kvmsim/peer ratios that share the machine's
+ * state (load, clock).
  *
  * A peer either produces rows (bench/report.ts {@link ResultRow} shape) or is
  * skipped with the reason (no /dev/kvm, package missing, …).
@@ -9,7 +11,7 @@
  * @module
  */
 import type { BenchPath } from "../paths.ts";
-import type { ResultRow } from "../report.ts";
+import type { PeerRowSpec, ResultRow } from "../report.ts";
 
 /** Every peer, in report order. */
 export const PEER_NAMES = ["kvm", "v86", "qemu", "bochs"] as const;
@@ -21,10 +23,36 @@ export interface PeerSettings {
   readonly durationMs: number;
   readonly runs: number;
   readonly warmup: number;
-  /** The kvmsim paths selected (--filter): a peer measures only its counterparts of these. */
-  readonly paths: readonly BenchPath[];
   /** Progress lines (the bench's log). */
   readonly log?: (line: string) => void;
+}
+
+/**
+ * One peer row's engine, started and warmed up: it takes one timed window
+ * at a time, so that bench/peers/pairing.ts can interleave its windows with
+ * the kvmsim path's samples. Between two calls the peer does no work (v86
+ * is stopped, the process peers have no process, KVM is not entered).
+ */
+export interface PeerSampler {
+  /** One timed window of at least `durationMs`: units/s, after checking the work (throws {@link PeerCheckError}). */
+  sample(): Promise<number>;
+  /** Release the engine (idempotent). */
+  close(): Promise<void>;
+}
+
+/** One peer row: what it measures and how to start its engine. */
+export interface PeerLoop {
+  readonly spec: PeerRowSpec;
+  /** Start the engine and run its untimed warm-up (`settings.warmup` windows or the engine's own). */
+  open(settings: PeerSettings): Promise<PeerSampler>;
+}
+
+/** What a peer runs for the selected kvmsim paths. */
+export interface PeerPlan {
+  /** Its rows, each paired with the kvmsim path `spec.compared_to` (always among the selected paths). */
+  readonly loops: readonly PeerLoop[];
+  /** One line per selected path it does not run, with the reason. */
+  readonly notes: readonly string[];
 }
 
 /** What a peer produced. */
@@ -34,7 +62,10 @@ export type PeerOutcome =
 
 export interface Peer {
   readonly name: PeerName;
-  run(settings: PeerSettings): Promise<PeerOutcome>;
+  /** Why the peer cannot run on this machine (package missing, no /dev/kvm …), or undefined. */
+  unavailable(): Promise<string | undefined>;
+  /** Its loops for the kvmsim paths selected (--filter) and the notes on those it does not run. */
+  plan(paths: readonly BenchPath[]): PeerPlan;
 }
 
 /** Parse `--peers` ("all", "none" or a comma list of {@link PEER_NAMES}). Throws naming the bad entry. */
@@ -58,7 +89,8 @@ export function parsePeerList(raw: string): PeerName[] {
 export const PEERS_USAGE =
   `  --peers LIST        peer engines measured in the same run: all (default), none, or a comma list of ${
     PEER_NAMES.join(", ")
-  }`;
+  }
+                      (each peer window is bracketed by two samples of its kvmsim path: bench/peers/pairing.ts)`;
 
 /**
  * Take `--peers LIST` / `--peers=LIST` out of `args`: the remaining args

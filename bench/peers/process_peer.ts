@@ -1,10 +1,12 @@
 /**
  * The measuring driver shared by the emulator peers that run as separate
  * processes (QEMU TCG, Bochs): one short calibration process sizes the
- * measuring process, whose marker intervals give the warm-up and timed
- * windows (bench/peers/chunked.ts). Every process is checked: exit through
- * the guest's exit sequence, every marker present and in order, and the
- * engine's own check (exit code, retired-instruction count).
+ * measuring processes, one per timed window, so that bench/peers/pairing.ts
+ * can put each window between two kvmsim samples; a window is marker
+ * intervals after the process's first chunk (bench/peers/chunked.ts). Every
+ * process is checked: exit through the guest's exit sequence, every marker
+ * present and in order, and the engine's own check (exit code,
+ * retired-instruction count).
  *
  * @module
  */
@@ -22,7 +24,7 @@ import {
   unitsPerChunk,
   windowRates,
 } from "./chunked.ts";
-import { PeerCheckError, type PeerSettings } from "./peer.ts";
+import { PeerCheckError, type PeerLoop, type PeerPlan, type PeerSampler, type PeerSettings } from "./peer.ts";
 
 /** One loop of a process peer and the kvmsim path it is compared with. */
 export interface ProcessLoop {
@@ -90,34 +92,70 @@ async function runChecked(
   return run;
 }
 
-/** Calibrate, then measure `warmup + runs` windows of `durationMs` in one process. */
-export async function measureProcessLoop(
+/**
+ * Start loop `loop` on `engine`: the calibration process (which also puts
+ * the emulator in the page cache) gives the chunk time; then every
+ * `sample()` is one process of just enough chunks for one window of
+ * `durationMs` after its first chunk (boot, translation: never timed), the
+ * process checked to its end. No process runs between two samples.
+ * `settings.warmup` adds no processes: a fresh process's warm-up is its
+ * first chunk, and the calibration process ran before the first sample.
+ */
+export async function openProcessLoop(
   engine: ProcessEngine,
   loop: ProcessLoop,
-  s: Omit<PeerSettings, "paths">,
-): Promise<ResultRow> {
+  s: PeerSettings,
+): Promise<PeerSampler> {
   const dir = await Deno.makeTempDir({ prefix: `kvmsim-bench-${engine.name}-` });
+  let open = true;
+  const close = async () => {
+    if (open) await Deno.remove(dir, { recursive: true });
+    open = false;
+  };
+  let chunkMs: number;
   try {
     const cal = await runChecked(engine, loop, CALIBRATION_CHUNKS, dir, 60_000);
-    const chunkMs = medianInterval(cal.markers.times);
-    const windows = s.warmup + s.runs;
-    let chunks = chunksFor(chunkMs, s.durationMs, windows);
+    chunkMs = medianInterval(cal.markers.times);
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  const sample = async (): Promise<number> => {
+    if (!open) throw new PeerCheckError(engine.name, loop.spec.path, "sample() after close()");
+    let chunks = chunksFor(chunkMs, s.durationMs, 1);
     for (let attempt = 0;; attempt++) {
       const run = await runChecked(engine, loop, chunks, dir, Math.ceil(chunks * chunkMs * 4) + 30_000);
-      const rates = windowRates(run.markers.times, unitsPerChunk(loop.body), s.durationMs, windows);
-      if (rates.length === windows) return peerRow(loop.spec, summarize(rates.slice(s.warmup)));
+      const rates = windowRates(run.markers.times, unitsPerChunk(loop.body), s.durationMs, 1);
+      // Follow the machine: the next process is sized from this one's chunks.
+      chunkMs = medianInterval(run.markers.times);
+      if (rates.length === 1) return rates[0]!;
       if (attempt === 1) {
         throw new PeerCheckError(
           engine.name,
           loop.spec.path,
-          `${chunks} chunks gave ${rates.length} windows of ${s.durationMs} ms: expected ${windows}`,
+          `${chunks} chunks gave no window of ${s.durationMs} ms after the first chunk`,
         );
       }
       // Slower than calibrated (load burst): once more with twice the chunks.
       chunks *= 2;
     }
+  };
+  return { sample, close };
+}
+
+/** The row of `loop` on its own (no kvmsim pairing): open, `runs` samples, close. */
+export async function measureProcessLoop(
+  engine: ProcessEngine,
+  loop: ProcessLoop,
+  s: PeerSettings,
+): Promise<ResultRow> {
+  const sampler = await openProcessLoop(engine, loop, s);
+  try {
+    const rates: number[] = [];
+    for (let i = 0; i < s.runs; i++) rates.push(await sampler.sample());
+    return peerRow(loop.spec, summarize(rates));
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await sampler.close();
   }
 }
 
@@ -126,21 +164,24 @@ export function loopsFor(loops: readonly ProcessLoop[], paths: readonly { readon
   return loops.filter((l) => paths.some((p) => p.path === l.spec.compared_to));
 }
 
-/** Measure the selected loops, logging one line per row. */
-export async function measureProcessLoops(
+/**
+ * The plan of a process peer for `paths`: its loops whose counterpart is
+ * selected, and a note for every selected path of a family in `notCompared`
+ * (family → reason).
+ */
+export function processPlan(
   engine: ProcessEngine,
   loops: readonly ProcessLoop[],
-  settings: PeerSettings,
-): Promise<ResultRow[]> {
-  const rows: ResultRow[] = [];
-  for (const loop of loopsFor(loops, settings.paths)) {
-    const row = await measureProcessLoop(engine, loop, settings);
-    settings.log?.(
-      `  ${row.path} (${engine.name}): ${
-        Math.round("exits_per_s" in row ? row.exits_per_s : row.instr_per_s)
-      } ${row.unit}/s over ${row.runs} runs`,
-    );
-    rows.push(row);
-  }
-  return rows;
+  notCompared: Readonly<Record<string, string>>,
+  paths: readonly { readonly path: string }[],
+): PeerPlan {
+  const notes = paths.flatMap((p) => {
+    const why = notCompared[p.path.slice(0, p.path.indexOf("/"))];
+    return why === undefined ? [] : [`${p.path} not run on ${engine.name}: ${why}`];
+  });
+  const planned: PeerLoop[] = loopsFor(loops, paths).map((l) => ({
+    spec: l.spec,
+    open: (s) => openProcessLoop(engine, l, s),
+  }));
+  return { loops: planned, notes };
 }

@@ -19,15 +19,25 @@
  *   and no RAM there), in unreal mode: TCG's slow path for an I/O TLB entry
  *   → the unassigned memory region.
  *
- * Not compared: hlt (TCG has no HLT exit: with IF=0 the vCPU sleeps until
- * an interrupt that never comes).
+ * - string-io: `rep outsb` of 16 bytes to BENCH_PORT (QEMU dispatches each
+ *   byte: 16 unassigned-port writes per REP OUTSB, the unit).
+ * - cpuid-inkernel / msr-inkernel: `xor eax, eax; cpuid` and `rdmsr` of
+ *   IA32_PAT in a `dec edi; jnz` loop: instructions TCG answers in a helper,
+ *   never leaving QEMU — the counterpart of kvmsim's in-core exits.
+ *
+ * - io-in / mmio-read: `in al, dx` / `mov al, [ebx]` (unreal mode) in a
+ *   `loop`, from the unassigned port / address: the emulator supplies the
+ *   value itself (no handler does, unlike kvmsim's; the guest does not check it).
+ *
+ * Not compared ({@link QEMU_NOT_COMPARED}, logged with the reason): hlt,
+ * debug-int3, msr-user.
  *
  * @module
  */
-import { BENCH_PORT } from "../paths.ts";
+import { BENCH_PORT, MSR_PAT, STRING_IO_BYTES } from "../paths.ts";
 import { findOnPath, MARKER_PORT, type ProcessRun } from "./chunked.ts";
-import type { Peer, PeerOutcome, PeerSettings } from "./peer.ts";
-import { measureProcessLoops, type ProcessEngine, type ProcessLoop } from "./process_peer.ts";
+import type { Peer } from "./peer.ts";
+import { type ProcessEngine, type ProcessLoop, processPlan } from "./process_peer.ts";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
 export const QEMU_EXIT_PORT = 0xf4;
@@ -39,7 +49,10 @@ export const QEMU_INSTALL = "sh scripts/install-peers.sh (apt-get install qemu-s
 
 /** Why these kvmsim paths have no qemu row. */
 export const QEMU_NOT_COMPARED: Readonly<Record<string, string>> = {
-  "hlt": "hlt not run on qemu: TCG has no HLT exit (the vCPU sleeps until an interrupt)",
+  "hlt": "TCG has no HLT exit (the vCPU sleeps until an interrupt)",
+  "debug-int3":
+    "a guest INT3 goes to the guest's IDT/IVT (#BP), never to QEMU; its gdbstub breakpoints are host-inserted and each hit is a gdb remote-protocol round trip over a socket, a different mechanism",
+  "msr-user": "TCG answers every RDMSR itself (an unknown MSR is a #GP in the guest); there is no user-space MSR exit",
 };
 
 export const QEMU_LOOPS: readonly ProcessLoop[] = [
@@ -80,6 +93,74 @@ export const QEMU_LOOPS: readonly ProcessLoop[] = [
       note: "QEMU TCG, unreal mode; an exit = a write to the unassigned memory region",
     },
     body: { kind: "mmio-write", rounds: 4 },
+  },
+  {
+    spec: {
+      path: "string-io/unassigned-port",
+      engine: "qemu",
+      unit: "exits",
+      loop: "sampled",
+      description: `real mode \`rep outsb\` of ${STRING_IO_BYTES} bytes to unassigned port 0x${
+        BENCH_PORT.toString(16)
+      } → QEMU's IO dispatch, once per byte (in-process)`,
+      compared_to: "string-io/switch",
+      note: `QEMU TCG, real mode; an exit = one REP OUTSB (${STRING_IO_BYTES} IO dispatches to unassigned_io_ops)`,
+    },
+    body: { kind: "string-io", iterations: 1 << 15 },
+  },
+  {
+    spec: {
+      path: "cpuid-inkernel/loop",
+      engine: "qemu",
+      unit: "exits",
+      loop: "sampled",
+      description:
+        "real mode `xor eax, eax; cpuid; dec edi; jnz`: CPUID in a TCG helper; CPUIDs between chunk markers per second",
+      compared_to: "cpuid-inkernel/budget",
+      note: "QEMU TCG, real mode; an exit = a CPUID QEMU handles itself (helper_cpuid)",
+    },
+    body: { kind: "cpuid", iterations: 1 << 20 },
+  },
+  {
+    spec: {
+      path: "msr-inkernel/loop",
+      engine: "qemu",
+      unit: "exits",
+      loop: "sampled",
+      description: `real mode \`rdmsr\` of IA32_PAT (0x${
+        MSR_PAT.toString(16)
+      }); dec edi; jnz: RDMSR in a TCG helper; RDMSRs between chunk markers per second`,
+      compared_to: "msr-inkernel/budget",
+      note: "QEMU TCG, real mode; an exit = an RDMSR QEMU handles itself (helper_rdmsr)",
+    },
+    body: { kind: "rdmsr", iterations: 1 << 20 },
+  },
+  {
+    spec: {
+      path: "io-in/unassigned-port",
+      engine: "qemu",
+      unit: "exits",
+      loop: "sampled",
+      description: `real mode \`in al, dx; loop\` from unassigned port 0x${
+        BENCH_PORT.toString(16)
+      } → QEMU's IO dispatch (unassigned_io_ops answers 0xff) (in-process)`,
+      compared_to: "io-in/switch",
+      note: "QEMU TCG, real mode; an exit = an IO-read dispatch (the value is the emulator's, not a handler's)",
+    },
+    body: { kind: "io-in", rounds: 4 },
+  },
+  {
+    spec: {
+      path: "mmio-read/unassigned",
+      engine: "qemu",
+      unit: "exits",
+      loop: "sampled",
+      description:
+        "unreal mode `mov al, [ebx]; loop` from unassigned 0xd0000000 → TCG's I/O slow path → the unassigned memory region (in-process)",
+      compared_to: "mmio-read/switch",
+      note: "QEMU TCG, unreal mode; an exit = a read no device claims",
+    },
+    body: { kind: "mmio-read", rounds: 4 },
   },
 ];
 
@@ -129,20 +210,14 @@ export const qemuEngine: ProcessEngine = {
   },
 };
 
-/** Log the paths qemu does not run, with the reason. */
-function logNotCompared(settings: PeerSettings): void {
-  for (const [family, why] of Object.entries(QEMU_NOT_COMPARED)) {
-    if (settings.paths.some((p) => p.path.startsWith(`${family}/`))) settings.log?.(`  qemu: ${why}`);
-  }
-}
-
 export const qemuPeer: Peer = {
   name: "qemu",
-  async run(settings: PeerSettings): Promise<PeerOutcome> {
-    if (findOnPath(QEMU_BINARY) === undefined) {
-      return { kind: "skipped", reason: `${QEMU_BINARY} not found on PATH; install: ${QEMU_INSTALL}` };
-    }
-    logNotCompared(settings);
-    return { kind: "rows", rows: await measureProcessLoops(qemuEngine, QEMU_LOOPS, settings) };
+  unavailable() {
+    return Promise.resolve(
+      findOnPath(QEMU_BINARY) === undefined ? `${QEMU_BINARY} not found on PATH; install: ${QEMU_INSTALL}` : undefined,
+    );
+  },
+  plan(paths) {
+    return processPlan(qemuEngine, QEMU_LOOPS, QEMU_NOT_COMPARED, paths);
   },
 };
