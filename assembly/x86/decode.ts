@@ -26,7 +26,7 @@
 //   instruction, flag op + Jcc macro-fused, hot register-only loops run as
 //   translated WASM through jit.ts; its header has the rules); what it
 //   declines goes to fastStep() below (Jcc rel8, INC/DEC r, ALU/MOV/TEST r,r, ALU
-//   r,imm8, MOV r <-> [base+disp8/32], PUSH/POP, CALL/RET, IN/OUT, HLT, any code
+//   r,imm8, MOV r <-> [base+disp8/32], PUSH/POP, CALL/RET, IN/OUT, HLT, CPUID, RDMSR, any code
 //   size); everything else takes the general decoder (prefixes, ModRM/SIB, one-byte
 //   and 0F maps).
 import { TLB_HOST, TLB_PERM, TLB_TAG, VS_GPR, VS_INSTRUCTIONS } from "../abi.generated";
@@ -45,7 +45,7 @@ import { EXC_UD, raise } from "./exceptions";
 import { clearReplay } from "./exec_operands";
 import { fetch8, mmioStoreFinal, pendLoadReg, pop, push, readMem, readMemRmw, writeMem, writeMemFinal } from "./mem";
 import { callNear, retNear } from "./exec_onebyte";
-import { sysHlt, sysIn, sysOut } from "./exec_system";
+import { sysCpuid, sysHlt, sysIn, sysOut, sysRdmsr } from "./exec_system";
 import { cpl, csDefault32, is64 } from "./mode";
 import { fastRun, runIp } from "./fastrun";
 
@@ -297,6 +297,13 @@ let fEaSeg: i32 = SEG_DS;
     setRip(ip);
     bounds(ip, pre + (b < 0xe8 ? 2 : 1));
     if ((b & 2) == 0) sysIn(port, s); else sysOut(port, s);
+    return FAST_SYNC;
+  }
+  if (b == 0x0f && (m == 0xa2 || m == 0x32)) { // CPUID / RDMSR: the in-kernel exits (0F map, no ModRM)
+    // Neither changes mode, segments or paging (WRMSR may: the general path).
+    setRip(ip);
+    bounds(ip, pre + 2);
+    if (m == 0xa2) sysCpuid(); else sysRdmsr();
     return FAST_SYNC;
   }
   if (b == 0xf4) { // HLT (commits, then exits)
