@@ -10,14 +10,17 @@
 // - Stops, with the stopping instruction not started (nothing of it
 //   committed), at the first instruction it does not handle, at a TLB miss or a
 //   page-crossing access, at any branch target that would fault, and at the
-//   fetch window's end. It never faults or exits itself (except IN/OUT: below):
+//   fetch window's end. It never faults or exits itself (except IN/OUT and
+//   RDMSR: below):
 //   anything that could goes back to stepMany's fastStep / general decoder,
 //   which re-decodes it.
 // - IN/OUT (E4-E7, EC-EF, no prefix; 8-bit or, in 32/64-bit code, 32-bit data)
 //   run as fastStep runs them: RIP stored, sysIn()/sysOut(); fastRun then
 //   returns with status as the instruction left it (ST_EXIT: the IO exit, RIP
 //   and runIp at it; ST_FAULT: #GP from the IO permission check) and stepMany
-//   takes it from there.
+//   takes it from there. CPUID and RDMSR (0F A2 / 0F 32) run as fastStep runs
+//   them and the loop goes on; an RDMSR that faults (#GP) or exits to user space
+//   returns the same way.
 // - Memory operands only in 64-bit mode (DS/SS base 0, no limits, no
 //   prefixes so no FS/GS): a TLB hit with the right permission on a
 //   page-contained access goes straight to the host page, like fastRead /
@@ -49,7 +52,7 @@ import { tlbEntry } from "./tlb";
 import { jitIp, jitProbe } from "./jit";
 import { ST_OK, rip, setRip, status } from "./cpu";
 import { setInsnStart, setNextIp } from "./decode_state";
-import { sysIn, sysOut } from "./exec_system";
+import { sysCpuid, sysIn, sysOut, sysRdmsr } from "./exec_system";
 
 /** RIP after the last instruction fastRun() retired. */
 export let runIp: u64 = 0;
@@ -427,6 +430,18 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         else sysOut(port, (b & 1) == 0 ? 1 : 4);
         runIp = status == ST_OK ? rip() : ip;
         return status == ST_OK ? i + 1 : i;
+      }
+      case 0x0f: { // CPUID / RDMSR (0F A2 / 0F 32): run in the kernel, as fastStep runs them
+        const op = <u32>(x >> 8) & 0xff;
+        if (op != 0xa2 && op != 0x32) { runIp = ip; return i; }
+        setRip(ip);
+        setInsnStart(ip);
+        setNextIp(ip + pre + 2);
+        if (op == 0xa2) sysCpuid(); else sysRdmsr();
+        if (status != ST_OK) { runIp = ip; return i; } // RDMSR: #GP, or a user-space MSR exit
+        ip = rip();
+        i++;
+        continue;
       }
       default: { runIp = ip; return i; }
     }
