@@ -2,7 +2,9 @@
 // walks the page tables and fills the one-entry MMIO translation; later ones
 // take it directly (mem.ts mmioStoreFinal). Every exit must carry the right
 // address, length and data, RIP must move past each store on completion, and
-// a TLB flush (MOV CR3) or a store to RAM in between changes nothing.
+// a TLB flush (MOV CR3) or a store to RAM in between changes nothing. Byte stores
+// of AH and of REX byte registers take fastRun's MOV Eb, Gb (to the MMIO page just
+// translated, and to a RAM page already in the TLB).
 import assert from "node:assert/strict";
 import { assemble } from "../src/asm/x86.ts";
 import { createVmWithOneVcpu } from "../src/x86/setup.ts";
@@ -25,6 +27,15 @@ const ASM = `
     inc eax
     mov [rbx + 0x10], eax
     mov [rbx + 0x1000], al
+    mov ah, 0x5a
+    mov [rbx + 0x1020], ah
+    mov sil, 0x6b
+    mov [rbx + 0x1021], sil
+    mov r9b, 0x7c
+    mov [rbx + 0x1022], r9b
+    mov dword [0x9008], 1
+    mov [0x9004], ah
+    mov [0x9005], sil
     hlt`;
 
 function runStores(backend: "sim" | "kvm") {
@@ -40,7 +51,8 @@ function runStores(backend: "sim" | "kvm") {
       e.data.forEach((b, i) => (v |= BigInt(b) << BigInt(8 * i)));
       got.push([e.physAddr, e.len, v]);
     }
-    return { got, ram: vm.readGuest(0x9000, 4)[0], retired: vcpu.instructions - before };
+    const bytes = vm.readGuest(0x9004, 2);
+    return { got, ram: vm.readGuest(0x9000, 4)[0], bytes: [bytes[0], bytes[1]], retired: vcpu.instructions - before };
   } finally {
     if (backend === "kvm") vm.close();
   }
@@ -56,11 +68,15 @@ Deno.test("long mode: back-to-back MMIO stores of every size exit with exact add
     [MMIO + 0x10, 4, 0x55667788n],
     [MMIO + 0x10, 4, 0x55667789n],
     [MMIO + 0x1000, 1, 0x89n],
+    [MMIO + 0x1020, 1, 0x5an],
+    [MMIO + 0x1021, 1, 0x6bn],
+    [MMIO + 0x1022, 1, 0x7cn],
   ];
-  const { got, ram, retired } = runStores("sim");
+  const { got, ram, bytes, retired } = runStores("sim");
   assert.deepEqual(got, want);
   assert.equal(ram, 7);
-  assert.equal(retired, 15, "every instruction retired once, HLT included");
+  assert.deepEqual(bytes, [0x5a, 0x6b], "byte stores of AH (no REX) and SIL (REX) to RAM");
+  assert.equal(retired, 24, "every instruction retired once, HLT included");
 });
 
 Deno.test({
@@ -71,5 +87,6 @@ Deno.test({
     const kvm = runStores("kvm");
     assert.deepEqual(kvm.got, sim.got);
     assert.equal(kvm.ram, 7);
+    assert.deepEqual(kvm.bytes, sim.bytes);
   },
 });
