@@ -11,7 +11,7 @@
 //   committed), at the first instruction it does not handle, at a TLB miss or a
 //   page-crossing access, at any branch target that would fault, and at the
 //   fetch window's end. It never faults or exits itself (except IN/OUT,
-//   RDMSR and MMIO stores: below):
+//   RDMSR and MMIO MOVs: below):
 //   anything that could goes back to stepMany's fastStep / general decoder,
 //   which re-decodes it.
 // - IN/OUT (E4-E7, EC-EF, no prefix; 8-bit or, in 32/64-bit code, 32-bit data)
@@ -20,9 +20,10 @@
 //   and runIp at it; ST_FAULT: #GP from the IO permission check) and stepMany
 //   takes it from there. CPUID and RDMSR (0F A2 / 0F 32) run as fastStep runs
 //   them and the loop goes on; an RDMSR that faults (#GP) or exits to user space
-//   returns the same way. A MOV store (88/89) that misses the TLB on an address
-//   the one-entry MMIO translation covers exits there too (mem.ts
-//   mmioStoreFinal, as fastStep's store does: ST_EXIT, RIP and runIp at it).
+//   returns the same way. A MOV store or load (88/89, 8A/8B) that misses the
+//   TLB on an address the one-entry MMIO translation covers exits there too
+//   (mem.ts mmioStoreFinal / mmioLoadFinal, as fastStep's MOV does: ST_EXIT,
+//   RIP and runIp at it; a load with its register completion recorded).
 // - Memory operands only in 64-bit mode (DS/SS base 0, no limits, no
 //   prefixes so no FS/GS): a TLB hit with the right permission on a
 //   page-contained access goes straight to the host page, like fastRead /
@@ -53,9 +54,9 @@ import {
 import { tlbEntry } from "./tlb";
 import { jitIp, jitProbe } from "./jit";
 import { ST_OK, rip, setRip, status } from "./cpu";
-import { setInsnStart, setNextIp } from "./decode_state";
+import { setInsnStart, setNextIp, setRex } from "./decode_state";
 import { sysCpuid, sysIn, sysOut, sysRdmsr } from "./exec_system";
-import { mmioStoreFinal } from "./mem";
+import { mmioLoadFinal, mmioStoreFinal, pendLoadReg } from "./mem";
 
 /**
  * A store of `len` bytes' instruction at `ip` that missed the TLB: when the one-entry MMIO
@@ -68,6 +69,19 @@ function mmioStore(ip: u64, len: u64, addr: u64, size: i32, v: u64): void {
   setInsnStart(ip);
   setNextIp(ip + len);
   mmioStoreFinal(addr, size, v);
+}
+
+/**
+ * A MOV r, [mem] of `size` bytes into GPR `reg` (REX already set for byte registers) that
+ * missed the TLB: when the one-entry MMIO translation covers it (mem.ts mmioLoadFinal), it
+ * exits there with the register completion recorded (pendLoadReg), as fastStep's load
+ * would; otherwise nothing is done and the interpreter runs the instruction.
+ */
+function mmioLoad(ip: u64, len: u64, addr: u64, size: i32, reg: i32): void {
+  setRip(ip);
+  setInsnStart(ip);
+  setNextIp(ip + len);
+  if (mmioLoadFinal(addr, size)) pendLoadReg(reg, size);
 }
 
 /** RIP after the last instruction fastRun() retired. */
@@ -334,7 +348,7 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         const addr = ea64(h + <usize>pre + 2, m, rx, g, ip + pre + 2, 0);
         if (b == 0x8b) {
           const hp = hostOf(addr, size, pr);
-          if (hp < 0) { runIp = ip; return i; }
+          if (hp < 0) { mmioLoad(ip, pre + 2 + <u64>eaLen, addr, size, reg); runIp = ip; return i; }
           store<u64>(g + (reg << 3), size == 8 ? load<u64>(<usize>hp) : <u64>load<u32>(<usize>hp));
         } else {
           const hp = hostOf(addr, size, pw);
@@ -342,6 +356,19 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
           if (hp < 0) { mmioStore(ip, pre + 2 + <u64>eaLen, addr, size, v); runIp = ip; return i; }
           if (size == 8) store<u64>(<usize>hp, v); else store<u32>(<usize>hp, <u32>v);
         }
+        ip += pre + 2 + <u64>eaLen;
+        i++;
+        continue;
+      }
+      case 0x8a: { // MOV Gb, Eb from memory (64-bit mode)
+        const m = <u32>(x >> 8) & 0xff;
+        if (m >= 0xc0 || !m64) { runIp = ip; return i; }
+        const addr = ea64(h + <usize>pre + 2, m, rx, g, ip + pre + 2, 0);
+        const reg = <i32>(((m >> 3) & 7) | ((rx & 4) << 1));
+        const hp = hostOf(addr, 1, pr);
+        if (hp < 0) { setRex(<i32>rx); mmioLoad(ip, pre + 2 + <u64>eaLen, addr, 1, reg); runIp = ip; return i; }
+        // Without REX, 4-7 are AH CH DH BH (bits 8-15 of RAX..RBX).
+        store<u8>(rx == 0 && reg >= 4 ? g + ((reg - 4) << 3) + 1 : g + (reg << 3), load<u8>(<usize>hp));
         ip += pre + 2 + <u64>eaLen;
         i++;
         continue;

@@ -172,6 +172,19 @@ export function mmioStoreFinal(lin: u64, size: i32, v: u64): bool {
   return true;
 }
 
+/**
+ * The fast path's load from MMIO (fastrun.ts after a TLB miss, 64-bit mode, DS/SS, no
+ * data breakpoints, replay log empty): when the one-entry MMIO translation covers the
+ * page with read permission, the read exits as readMem would. False: not covered,
+ * nothing done.
+ */
+export function mmioLoadFinal(lin: u64, size: i32): bool {
+  if (mmioTag != (lin >> 12) + 1 || (mmioPerm & permNeed(ACC_READ, privNow())) == 0 ||
+    <i32>(lin & 0xfff) + size > 4096) return false;
+  mmioRead(mmioGpaPage | (lin & 0xfff), size);
+  return true;
+}
+
 /** `fast`: the write is the instruction's only MMIO access and its last action (writeMemFinal). */
 function mmioWrite(gpa: u64, len: i32, v: u64, fast: bool): void {
   if (replayNext(RK_MMIO_WRITE, gpa, <u32>len)) return;
