@@ -360,30 +360,24 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         i++;
         continue;
       }
-      case 0x8a: { // MOV Gb, Eb from memory (64-bit mode)
-        const m = <u32>(x >> 8) & 0xff;
-        if (m >= 0xc0 || !m64) { runIp = ip; return i; }
-        const addr = ea64(h + <usize>pre + 2, m, rx, g, ip + pre + 2, 0);
-        const reg = <i32>(((m >> 3) & 7) | ((rx & 4) << 1));
-        const hp = hostOf(addr, 1, pr);
-        if (hp < 0) { setRex(<i32>rx); mmioLoad(ip, pre + 2 + <u64>eaLen, addr, 1, reg); runIp = ip; return i; }
-        // Without REX, 4-7 are AH CH DH BH (bits 8-15 of RAX..RBX).
-        store<u8>(rx == 0 && reg >= 4 ? g + ((reg - 4) << 3) + 1 : g + (reg << 3), load<u8>(<usize>hp));
-        ip += pre + 2 + <u64>eaLen;
-        i++;
-        continue;
-      }
-      case 0x88: { // MOV Eb, Gb to memory (64-bit mode)
+      case 0x88: case 0x8a: { // MOV Eb,Gb / Gb,Eb with memory (64-bit mode)
         const m = <u32>(x >> 8) & 0xff;
         if (m >= 0xc0 || !m64) { runIp = ip; return i; }
         const addr = ea64(h + <usize>pre + 2, m, rx, g, ip + pre + 2, 0);
         const reg = <i32>(((m >> 3) & 7) | ((rx & 4) << 1));
         // Without REX, 4-7 are AH CH DH BH (bits 8-15 of RAX..RBX).
-        const v = <u64>(rx == 0 && reg >= 4 ? load<u8>(g + ((reg - 4) << 3) + 1) : load<u8>(g + (reg << 3)));
-        const hp = hostOf(addr, 1, pw);
-        if (hp < 0) { mmioStore(ip, pre + 2 + <u64>eaLen, addr, 1, v); runIp = ip; return i; }
-        store<u8>(<usize>hp, <u8>v);
-        ip += pre + 2 + <u64>eaLen;
+        const ra = rx == 0 && reg >= 4 ? g + ((reg - 4) << 3) + 1 : g + (reg << 3);
+        const ilen = pre + 2 + <u64>eaLen;
+        if (b == 0x8a) {
+          const hp = hostOf(addr, 1, pr);
+          if (hp < 0) { setRex(<i32>rx); mmioLoad(ip, ilen, addr, 1, reg); runIp = ip; return i; }
+          store<u8>(ra, load<u8>(<usize>hp));
+        } else {
+          const hp = hostOf(addr, 1, pw);
+          if (hp < 0) { mmioStore(ip, ilen, addr, 1, <u64>load<u8>(ra)); runIp = ip; return i; }
+          store<u8>(<usize>hp, load<u8>(ra));
+        }
+        ip += ilen;
         i++;
         continue;
       }
