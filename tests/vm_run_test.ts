@@ -254,3 +254,32 @@ Deno.test("exceptionPort: a #UD is reported as an OUT of the vector", () => {
   assert.ok(e.reason === "io" && e.port === 0x510, `got ${e.reason}`);
   assert.equal(e.data[0], 6);
 });
+
+Deno.test("runUntil(): a user HLT handler resumes, stops, or falls through to the default; counts and staleness hold", () => {
+  const { vm, vcpu } = guest("xor ebx, ebx\ntop:\ninc ebx\nhlt\njmp top");
+  let calls = 0;
+  const r = vm.runUntil(vcpu, {
+    handlers: {
+      hlt: (exit) => {
+        assert.equal(exit.generation, vcpu.kvmRun.generation, "the exit is current while its handler runs");
+        calls++;
+        if (calls < 5) return { kind: "resume" };
+        return calls === 5 ? { kind: "stop", why: { kind: "hlt" } } : undefined;
+      },
+    },
+  });
+  assert.deepEqual(r.stop, { kind: "hlt" });
+  assert.equal(r.exits, 5);
+  assert.equal(r.counts.hlt, 5);
+  assert.equal(vcpu.getRegs().rbx, 5n);
+  // A handler answering undefined gets the default: KVM_EXIT_HLT stops the run.
+  const again = vm.runUntil(vcpu, { handlers: { hlt: () => (calls++, undefined) } });
+  assert.deepEqual(again.stop, { kind: "hlt" });
+  assert.deepEqual([again.exits, again.counts.hlt, calls], [1, 1, 6]);
+  assert.equal(vcpu.getRegs().rbx, 6n);
+  // maxExits counts HLT exits handled in the loop.
+  const capped = vm.runUntil(vcpu, { maxExits: 3, handlers: { hlt: () => ({ kind: "resume" }) } });
+  assert.deepEqual(capped.stop, { kind: "max-exits", limit: 3 });
+  assert.equal(capped.counts.hlt, 3);
+  assert.equal(vcpu.getRegs().rbx, 9n);
+});

@@ -11,7 +11,8 @@
  *
  * Fast path: when no user handler, hook, recorder or observer wants IO/MMIO,
  * single-element IO and MMIO exits go straight to the buses through
- * decode.ts's allocation-free accessors — no exit object is built.
+ * decode.ts's allocation-free accessors — no exit object is built — and a
+ * user HLT handler is called from the same loop.
  *
  * @module
  */
@@ -33,7 +34,8 @@ import {
   type RecordedExit,
   snapshotExit,
 } from "./decode.ts";
-import { dispatchExit, type ExitContext, type ExitHandlers, type ExitHook } from "./dispatch.ts";
+import { dispatchExit, type ExitContext, type ExitHandler, type ExitHandlers, type ExitHook } from "./dispatch.ts";
+import { handleHlt, type HltExit } from "./hlt.ts";
 import type { ExitReason, VcpuExit } from "./exit.ts";
 import type { ExitOutcome, StopWhy } from "./outcome.ts";
 
@@ -125,20 +127,22 @@ class LoopState {
   exits = 0;
   io = 0;
   mmio = 0;
+  hlt = 0;
   outcome: ExitOutcome | undefined = undefined;
 }
 
 const EXIT_IO = K.KVM_EXIT_IO;
 const EXIT_MMIO = K.KVM_EXIT_MMIO;
 const EXIT_INTR = K.KVM_EXIT_INTR;
+const EXIT_HLT = K.KVM_EXIT_HLT;
 const FAST_SLOW = 0; // the run page holds an exit (or INTR) for the slow path
 const FAST_MAX_EXITS = 1; // maxExits reached
 const FAST_OUTCOME = 2; // a device returned a non-resume outcome (in st.outcome)
 
 /**
- * The hot loop: KVM_RUN and single-element IO/MMIO straight to the buses
- * through decode.ts's allocation-free accessors. Kept small so V8 inlines the
- * accessors and bus lookups. Returns a FAST_* code.
+ * The hot loop: KVM_RUN, single-element IO/MMIO straight to the buses
+ * through decode.ts's allocation-free accessors, and HLT to a user handler.
+ * Kept small so V8 inlines the accessors and bus lookups. Returns a FAST_* code.
  */
 function fastLoop(
   st: LoopState,
@@ -150,6 +154,8 @@ function fastLoop(
   pio: RangeBus,
   mmio: RangeBus,
   vcpuId: number,
+  hlt: ExitHandler<"hlt"> | undefined,
+  ctx: ExitContext,
 ): number {
   for (;;) {
     if (st.exits >= maxExits) return FAST_MAX_EXITS;
@@ -168,6 +174,11 @@ function fastLoop(
       if (data === undefined) return FAST_SLOW;
       st.mmio++;
       r = mmioIsWrite(run) ? mmio.write(mmioPhysAddr(run), data, vcpuId) : mmio.read(mmioPhysAddr(run), data, vcpuId);
+    } else if (reason === EXIT_HLT && hlt !== undefined) {
+      // dispatchExit's order: the user handler, then the default.
+      st.hlt++;
+      const exit: HltExit = { reason: "hlt", generation: run.generation };
+      r = hlt(exit, ctx) ?? handleHlt(exit);
     } else {
       return FAST_SLOW;
     }
@@ -203,6 +214,7 @@ export function runUntil(vcpu: RunnableVcpu, opts: RunUntilOptions = {}): RunRes
     for (const b of [pio, mmio]) flushSinks(b);
     counts.io += st.io;
     counts.mmio += st.mmio;
+    counts.hlt += st.hlt;
     const base = { stop: s, exits: st.exits, instructions: vcpu.instructions - startInsns, counts };
     return recorded ? { ...base, recorded } : base;
   };
@@ -210,7 +222,7 @@ export function runUntil(vcpu: RunnableVcpu, opts: RunUntilOptions = {}): RunRes
   for (;;) {
     let reason: number;
     if (fast && !limitInsns) {
-      const code = fastLoop(st, core, run, runBase, vcpu.budget, maxExits, pio, mmio, vcpu.id);
+      const code = fastLoop(st, core, run, runBase, vcpu.budget, maxExits, pio, mmio, vcpu.id, handlers?.hlt, ctx);
       if (code === FAST_MAX_EXITS) return finish({ kind: "max-exits", limit: maxExits });
       if (code === FAST_OUTCOME) return finish(toStop(st.outcome as Exclude<ExitOutcome, { kind: "resume" }>));
       reason = exitReasonOf(run);
