@@ -545,7 +545,7 @@ export function stepMany(n: i32): i32 {
       if (m64 || d32) {
         i += fastRun(ip, n - i, m64, wLo, wHi - 16 - wLo, wDelta, gpr, pr, pw);
         ip = runIp;
-        if (status != ST_OK) break; // an IN/OUT that exited (or faulted) inside fastRun
+        if (status != ST_OK) break; // IN/OUT, RDMSR or an MMIO MOV exited (or faulted) inside fastRun
         if (i >= n) break;
       }
     }

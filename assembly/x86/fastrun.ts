@@ -469,9 +469,9 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
       }
       case 0xe4: case 0xe5: case 0xec: case 0xed: // IN AL/eAX, imm8 / IN AL/eAX, DX
       case 0xe6: case 0xe7: case 0xee: case 0xef: { // OUT imm8, AL/eAX / OUT DX, AL/eAX
-        // End the run here (the one exception to "never exits itself"): port IO is
-        // what an exit-heavy guest runs most, and it needs nothing but the decoded
-        // port and size. Exactly fastStep's IN/OUT (decode.ts).
+        // End the run here: port IO is what an exit-heavy guest runs most, and it
+        // needs nothing but the decoded port and size. Exactly fastStep's IN/OUT
+        // (decode.ts).
         if (pre != 0) { runIp = ip; return i; }
         const port = b < 0xe8 ? <i32>((w >> 8) & 0xff) : <i32>(load<u64>(g + 16) & 0xffff);
         setRip(ip);
