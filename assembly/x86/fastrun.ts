@@ -59,15 +59,23 @@ import { sysCpuid, sysIn, sysOut, sysRdmsr } from "./exec_system";
 import { mmioLoadFinal, mmioStoreFinal, pendLoadReg } from "./mem";
 
 /**
+ * Start the instruction of `len` bytes at `ip` as the general decoder would before
+ * system code runs it: RIP stored, insnStart and nextIp set.
+ */
+@inline function beginAt(ip: u64, len: u64): void {
+  setRip(ip);
+  setInsnStart(ip);
+  setNextIp(ip + len);
+}
+
+/**
  * A store of `len` bytes' instruction at `ip` that missed the TLB: when the one-entry MMIO
  * translation covers it (mem.ts mmioStoreFinal), it exits there (status ST_EXIT, RIP at the
  * instruction) as fastStep's store would; otherwise nothing is done and the interpreter
  * runs the instruction.
  */
 function mmioStore(ip: u64, len: u64, addr: u64, size: i32, v: u64): void {
-  setRip(ip);
-  setInsnStart(ip);
-  setNextIp(ip + len);
+  beginAt(ip, len);
   mmioStoreFinal(addr, size, v);
 }
 
@@ -78,9 +86,7 @@ function mmioStore(ip: u64, len: u64, addr: u64, size: i32, v: u64): void {
  * would; otherwise nothing is done and the interpreter runs the instruction.
  */
 function mmioLoad(ip: u64, len: u64, addr: u64, size: i32, reg: i32): void {
-  setRip(ip);
-  setInsnStart(ip);
-  setNextIp(ip + len);
+  beginAt(ip, len);
   if (mmioLoadFinal(addr, size)) pendLoadReg(reg, size);
 }
 
@@ -474,9 +480,7 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         // (decode.ts).
         if (pre != 0) { runIp = ip; return i; }
         const port = b < 0xe8 ? <i32>((w >> 8) & 0xff) : <i32>(load<u64>(g + 16) & 0xffff);
-        setRip(ip);
-        setInsnStart(ip);
-        setNextIp(ip + (b < 0xe8 ? 2 : 1));
+        beginAt(ip, b < 0xe8 ? 2 : 1);
         if ((b & 2) == 0) sysIn(port, (b & 1) == 0 ? 1 : 4);
         else sysOut(port, (b & 1) == 0 ? 1 : 4);
         runIp = status == ST_OK ? rip() : ip;
@@ -485,9 +489,7 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
       case 0x0f: { // CPUID / RDMSR (0F A2 / 0F 32): run in the kernel, as fastStep runs them
         const op = <u32>(x >> 8) & 0xff;
         if (op != 0xa2 && op != 0x32) { runIp = ip; return i; }
-        setRip(ip);
-        setInsnStart(ip);
-        setNextIp(ip + pre + 2);
+        beginAt(ip, pre + 2);
         if (op == 0xa2) sysCpuid(); else sysRdmsr();
         if (status != ST_OK) { runIp = ip; return i; } // RDMSR: #GP, or a user-space MSR exit
         ip = rip();

@@ -99,8 +99,13 @@ export function pendRetire(flag: u32): void {
   return h >= 0 ? h : translateSlow(lin, acc, priv);
 }
 
+/** The one-entry MMIO translation (tlb.ts mmioTag) covers `lin`'s page for access `acc` by `priv`. */
+@inline function mmioCovers(lin: u64, acc: i32, priv: i32): bool {
+  return mmioTag == (lin >> 12) + 1 && (mmioPerm & permNeed(acc, priv)) != 0;
+}
+
 function translateSlow(lin: u64, acc: i32, priv: i32): i64 {
-  if (mmioTag == (lin >> 12) + 1 && (mmioPerm & permNeed(acc, priv)) != 0) {
+  if (mmioCovers(lin, acc, priv)) {
     xlatGpa = mmioGpaPage | (lin & 0xfff);
     return XL_MMIO;
   }
@@ -166,8 +171,7 @@ function mmioRead(gpa: u64, len: i32): u64 {
  * TLB and walk steps in between. False: not covered, nothing done.
  */
 export function mmioStoreFinal(lin: u64, size: i32, v: u64): bool {
-  if (mmioTag != (lin >> 12) + 1 || (mmioPerm & permNeed(ACC_WRITE, privNow())) == 0 ||
-    <i32>(lin & 0xfff) + size > 4096) return false;
+  if (!mmioCovers(lin, ACC_WRITE, privNow()) || <i32>(lin & 0xfff) + size > 4096) return false;
   mmioWrite(mmioGpaPage | (lin & 0xfff), size, v, true);
   return true;
 }
@@ -179,8 +183,7 @@ export function mmioStoreFinal(lin: u64, size: i32, v: u64): bool {
  * nothing done.
  */
 export function mmioLoadFinal(lin: u64, size: i32): bool {
-  if (mmioTag != (lin >> 12) + 1 || (mmioPerm & permNeed(ACC_READ, privNow())) == 0 ||
-    <i32>(lin & 0xfff) + size > 4096) return false;
+  if (!mmioCovers(lin, ACC_READ, privNow()) || <i32>(lin & 0xfff) + size > 4096) return false;
   mmioRead(mmioGpaPage | (lin & 0xfff), size);
   return true;
 }
