@@ -3,15 +3,9 @@ import assert from "node:assert/strict";
 import { chartOrder, escapeXml, renderChart } from "../bench/chart.ts";
 import { resultFiles } from "../bench/main.ts";
 import { pairingOf } from "../bench/peers/pairing.ts";
-import { PATHS } from "../bench/paths.ts";
 import { peerRow, type ResultRow, resultRow } from "../bench/report.ts";
 import { summarize } from "../bench/stats.ts";
-
-const path = (id: string) => {
-  const p = PATHS.find((x) => x.path === id);
-  if (p === undefined) throw new Error(`no path ${id}`);
-  return p;
-};
+import { benchPath } from "./support/bench_paths.ts";
 
 /** Tags balance (every open tag closed in order), text has no raw `<`, every `&` starts an entity. Returns the element names in order. */
 function checkXmlish(svg: string): string[] {
@@ -44,9 +38,9 @@ function checkXmlish(svg: string): string[] {
 }
 
 function rows(): ResultRow[] {
-  const io = resultRow(path("io-out/switch"), summarize([5e6]));
-  const hlt = resultRow(path("hlt/switch"), summarize([9e6]));
-  const raw = resultRow(path("raw/dec-jnz"), summarize([63e6]));
+  const io = resultRow(benchPath("io-out/switch"), summarize([5e6]));
+  const hlt = resultRow(benchPath("hlt/switch"), summarize([9e6]));
+  const raw = resultRow(benchPath("raw/dec-jnz"), summarize([63e6]));
   const kvm = peerRow({
     path: "io-out/switch",
     engine: "kvm",
@@ -110,7 +104,7 @@ Deno.test("chart: log-scale bar widths grow with the rate; a bar per row even wi
     assert.ok(byRate[i]![1] > byRate[i - 1]![1], `width grows with rate at ${byRate[i]![0]}`);
   }
   // Log scale: 50 k → 5 M is two decades, 5 M → 50 M one: equal width per decade.
-  const mk = (r: number) => resultRow(path("io-out/switch"), summarize([r]));
+  const mk = (r: number) => resultRow(benchPath("io-out/switch"), summarize([r]));
   const w3 = [
     ...renderChart([mk(5e4), mk(5e6), mk(5e7)]).matchAll(/class="bar" x="[\d.]+" y="[\d.]+" width="([\d.]+)"/g),
   ].map((m) => Number(m[1]));

@@ -18,6 +18,7 @@ import {
 import { resultRow } from "../bench/report.ts";
 import { BenchPathError, firstStepOf, measure, preparePath } from "../bench/run_path.ts";
 import { summarize } from "../bench/stats.ts";
+import { benchPath } from "./support/bench_paths.ts";
 
 const NEW = [
   "io-in/switch",
@@ -29,15 +30,9 @@ const NEW = [
   "debug-int3/switch",
 ];
 
-const path = (id: string) => {
-  const p = PATHS.find((x) => x.path === id);
-  if (p === undefined) throw new Error(`no path ${id}`);
-  return p;
-};
-
 for (const id of NEW) {
   Deno.test(`${id}: runs on the core and passes its work checks`, () => {
-    const p = path(id);
+    const p = benchPath(id);
     const prep = preparePath(p);
     const s = measure(prep, 5, firstStepOf(p));
     assert.ok(s.units > 0, `${id}: ${s.units} units`);
@@ -53,16 +48,16 @@ for (const id of NEW) {
 
 Deno.test("new paths: a valid table, unit exits, string-io reports bytes", () => {
   assert.deepEqual(checkPaths(PATHS), []);
-  for (const id of NEW) assert.equal(path(id).unit, "exits", id);
-  const r = resultRow(path("string-io/switch"), summarize([1000]));
+  for (const id of NEW) assert.equal(benchPath(id).unit, "exits", id);
+  const r = resultRow(benchPath("string-io/switch"), summarize([1000]));
   assert.equal(r.bytes_per_unit, STRING_IO_BYTES);
   assert.equal(r.bytes_per_s, 1000 * STRING_IO_BYTES);
-  assert.equal("bytes_per_s" in resultRow(path("io-in/switch"), summarize([1000])), false);
-  const bad: BenchPath = { ...path("io-in/switch"), loop: "runUntil" };
+  assert.equal("bytes_per_s" in resultRow(benchPath("io-in/switch"), summarize([1000])), false);
+  const bad: BenchPath = { ...benchPath("io-in/switch"), loop: "runUntil" };
   assert.deepEqual(checkPaths([bad]), [
     `io-in/switch: handler "pio-in" measures exits with loop "switch", got unit exits loop runUntil`,
   ]);
-  const badK: BenchPath = { ...path("cpuid-inkernel/budget"), loop: "switch" };
+  const badK: BenchPath = { ...benchPath("cpuid-inkernel/budget"), loop: "switch" };
   assert.match(checkPaths([badK])[0]!, /handler "in-kernel" measures exits with loop "budget"/);
 });
 
@@ -78,8 +73,8 @@ Deno.test("checks: an IN / MMIO-read handler that counts but does not fill the d
     sink.calls++;
     sink.sum = (sink.sum + BENCH_BYTE) | 0;
   };
-  throwsCheck(withFn(path("io-in/switch"), cheat), /guest's ebx grew by \d+ over \d+ answers/);
-  throwsCheck(withFn(path("mmio-read/switch"), cheat), /guest's ebx grew by \d+ over \d+ answers/);
+  throwsCheck(withFn(benchPath("io-in/switch"), cheat), /guest's ebx grew by \d+ over \d+ answers/);
+  throwsCheck(withFn(benchPath("mmio-read/switch"), cheat), /guest's ebx grew by \d+ over \d+ answers/);
 });
 
 Deno.test("checks: a user-space RDMSR handler that never calls setData is caught", () => {
@@ -87,17 +82,17 @@ Deno.test("checks: a user-space RDMSR handler that never calls setData is caught
     sink.calls++;
     sink.sum = (sink.sum + BENCH_BYTE) | 0;
   };
-  throwsCheck(withFn(path("msr-user/switch"), cheat), /guest's ebx grew by 0 over \d+ answers/);
+  throwsCheck(withFn(benchPath("msr-user/switch"), cheat), /guest's ebx grew by 0 over \d+ answers/);
 });
 
 Deno.test("checks: string IO bytes, and an INT3 handler that does not move RIP", () => {
   throwsCheck(
-    withFn(path("string-io/switch"), (_d: Uint8Array, sink: { calls: number }) => sink.calls++),
+    withFn(benchPath("string-io/switch"), (_d: Uint8Array, sink: { calls: number }) => sink.calls++),
     /byte sum 0 over \d+ exits: expected \d+ × 16 × 0x5a/,
   );
   // RIP stays on the INT3: the same breakpoint exits again, nothing after it retires.
   throwsCheck(
-    withFn(path("debug-int3/switch"), (_v: unknown, sink: { calls: number }) => sink.calls++),
+    withFn(benchPath("debug-int3/switch"), (_v: unknown, sink: { calls: number }) => sink.calls++),
     /^debug-int3\/broken: 1 instructions retired for \d+ exits: expected/,
   );
 });
@@ -105,7 +100,7 @@ Deno.test("checks: string IO bytes, and an INT3 handler that does not move RIP",
 // raw/alu-mem (tracking issue 4 §1, "an ALU/memory mix"): the guest's result is checked against closed forms.
 
 Deno.test("raw/alu-mem: runs on the core in instructions and its result check passes", () => {
-  const p = path("raw/alu-mem");
+  const p = benchPath("raw/alu-mem");
   assert.equal(p.unit, "instructions");
   assert.equal(p.loop, "budget");
   assert.equal(typeof p.check, "function");
@@ -120,7 +115,7 @@ Deno.test("raw/alu-mem: runs on the core in instructions and its result check pa
 });
 
 Deno.test("raw/alu-mem: the closed forms hold at every instruction of the first iterations", () => {
-  const p = path("raw/alu-mem");
+  const p = benchPath("raw/alu-mem");
   const prep = preparePath(p);
   for (let i = 0; i < 4 + 4 * ALU_MEM_ITERATION; i++) {
     assert.equal(prep.vcpu.runRaw(1), K.KVM_EXIT_INTR);
@@ -163,7 +158,7 @@ Deno.test("raw/alu-mem: expected state by hand after one and two iterations", ()
 });
 
 Deno.test("raw/alu-mem: a guest result that differs from the loop's is caught", () => {
-  const p = path("raw/alu-mem");
+  const p = benchPath("raw/alu-mem");
   const prep = preparePath(p);
   measure(prep, 2, firstStepOf(p));
   const a3 = prep.vm.readGuest(ALU_MEM_ARRAY + 12, 4);

@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { assemble } from "../src/asm/x86.ts";
-import { PATHS } from "../bench/paths.ts";
 import {
   BOCHS_EXIT_ASM,
   BOCHS_LOOPS,
@@ -21,12 +20,8 @@ import { instructionsPerChunk, MARKER_PORT } from "../bench/peers/chunked.ts";
 import { PeerCheckError } from "../bench/peers/peer.ts";
 import { runPeerAlone } from "../bench/peers/pairing.ts";
 import { loopsFor, measureProcessLoop } from "../bench/peers/process_peer.ts";
+import { assertProcessPeerExtraRows, benchPath } from "./support/bench_paths.ts";
 
-const path = (id: string) => {
-  const p = PATHS.find((x) => x.path === id);
-  if (p === undefined) throw new Error(`no path ${id}`);
-  return p;
-};
 const MISSING = bochsMissing();
 
 Deno.test("bochsrc: the ROM as romimage, term display, port 0xE9 hack, log to stderr, panics fatal", () => {
@@ -78,11 +73,13 @@ Deno.test("bochs tick check: reset jump + xor + chunks × instructions + exit se
 });
 
 Deno.test("bochs loops follow --filter through compared_to", () => {
-  assert.deepEqual(loopsFor(BOCHS_LOOPS, [path("io-out/switch")]).map((l) => l.spec.path), ["io-out/unassigned-port"]);
-  assert.deepEqual(loopsFor(BOCHS_LOOPS, [path("mmio-write/switch")]).map((l) => l.spec.path), [
+  assert.deepEqual(loopsFor(BOCHS_LOOPS, [benchPath("io-out/switch")]).map((l) => l.spec.path), [
+    "io-out/unassigned-port",
+  ]);
+  assert.deepEqual(loopsFor(BOCHS_LOOPS, [benchPath("mmio-write/switch")]).map((l) => l.spec.path), [
     "mmio-write/unassigned",
   ]);
-  assert.deepEqual(loopsFor(BOCHS_LOOPS, [path("hlt/switch")]), []);
+  assert.deepEqual(loopsFor(BOCHS_LOOPS, [benchPath("hlt/switch")]), []);
 });
 
 Deno.test("bochs peer: a short real run gives tick-checked rows — or is skipped naming the install command", async () => {
@@ -91,7 +88,12 @@ Deno.test("bochs peer: a short real run gives tick-checked rows — or is skippe
     durationMs: 30,
     runs: 1,
     warmup: 0,
-    paths: [path("raw/dec-jnz"), path("io-out/switch"), path("mmio-write/switch"), path("hlt/runUntil")],
+    paths: [
+      benchPath("raw/dec-jnz"),
+      benchPath("io-out/switch"),
+      benchPath("mmio-write/switch"),
+      benchPath("hlt/runUntil"),
+    ],
     log: (l) => lines.push(l),
   });
   if (MISSING !== undefined) {
@@ -118,28 +120,7 @@ Deno.test("bochs peer: a short real run gives tick-checked rows — or is skippe
 Deno.test("bochs peer: io-in, mmio-read, string-io, cpuid and msr rows, tick-checked, from short real runs", {
   ignore: MISSING !== undefined,
 }, async () => {
-  const out = await runPeerAlone(bochsPeer, {
-    durationMs: 30,
-    runs: 1,
-    warmup: 0,
-    paths: [
-      path("io-in/switch"),
-      path("string-io/switch"),
-      path("mmio-read/switch"),
-      path("cpuid-inkernel/budget"),
-      path("msr-inkernel/budget"),
-    ],
-  });
-  assert.equal(out.kind, "rows");
-  if (out.kind !== "rows") return;
-  assert.deepEqual(out.rows.map((r) => [r.path, r.unit, r.compared_to]), [
-    ["string-io/unassigned-port", "exits", "string-io/switch"],
-    ["cpuid-inkernel/loop", "exits", "cpuid-inkernel/budget"],
-    ["msr-inkernel/loop", "exits", "msr-inkernel/budget"],
-    ["io-in/unassigned-port", "exits", "io-in/switch"],
-    ["mmio-read/unassigned", "exits", "mmio-read/switch"],
-  ]);
-  for (const r of out.rows) assert.ok("exits_per_s" in r && r.exits_per_s > 1e4, `${r.path}: ${JSON.stringify(r)}`);
+  await assertProcessPeerExtraRows(bochsPeer);
 });
 
 Deno.test("bochs peer: a tick count that is not the program's instruction count fails the check", {

@@ -4,7 +4,6 @@
  * binary is missing (install: sh scripts/install-peers.sh).
  */
 import assert from "node:assert/strict";
-import { PATHS } from "../bench/paths.ts";
 import { findOnPath } from "../bench/peers/chunked.ts";
 import { PeerCheckError } from "../bench/peers/peer.ts";
 import { runPeerAlone } from "../bench/peers/pairing.ts";
@@ -18,12 +17,8 @@ import {
   qemuEngine,
   qemuPeer,
 } from "../bench/peers/qemu.ts";
+import { assertProcessPeerExtraRows, benchPath } from "./support/bench_paths.ts";
 
-const path = (id: string) => {
-  const p = PATHS.find((x) => x.path === id);
-  if (p === undefined) throw new Error(`no path ${id}`);
-  return p;
-};
 const HAVE_QEMU = findOnPath(QEMU_BINARY) !== undefined;
 
 Deno.test("qemu command line: TCG, the ROM as -bios, debugcon markers on stdout, isa-debug-exit at 0xf4", () => {
@@ -49,19 +44,25 @@ Deno.test("qemu end check: only exit code (0x31 << 1) | 1 = 99 passes; others ar
 });
 
 Deno.test("qemu loops follow --filter through compared_to", () => {
-  assert.deepEqual(loopsFor(QEMU_LOOPS, [path("io-out/switch")]).map((l) => l.spec.path), ["io-out/unassigned-port"]);
-  assert.deepEqual(loopsFor(QEMU_LOOPS, [path("raw/dec-jnz")]).map((l) => l.spec.path), ["raw/dec-jnz"]);
-  assert.deepEqual(loopsFor(QEMU_LOOPS, [path("mmio-write/switch")]).map((l) => l.spec.path), [
+  assert.deepEqual(loopsFor(QEMU_LOOPS, [benchPath("io-out/switch")]).map((l) => l.spec.path), [
+    "io-out/unassigned-port",
+  ]);
+  assert.deepEqual(loopsFor(QEMU_LOOPS, [benchPath("raw/dec-jnz")]).map((l) => l.spec.path), ["raw/dec-jnz"]);
+  assert.deepEqual(loopsFor(QEMU_LOOPS, [benchPath("mmio-write/switch")]).map((l) => l.spec.path), [
     "mmio-write/unassigned",
   ]);
-  assert.deepEqual(loopsFor(QEMU_LOOPS, [path("io-out/runUntil"), path("hlt/switch")]), []);
+  assert.deepEqual(loopsFor(QEMU_LOOPS, [benchPath("io-out/runUntil"), benchPath("hlt/switch")]), []);
   assert.deepEqual(
-    loopsFor(QEMU_LOOPS, [path("string-io/switch"), path("cpuid-inkernel/budget"), path("msr-inkernel/budget")]).map((
+    loopsFor(QEMU_LOOPS, [
+      benchPath("string-io/switch"),
+      benchPath("cpuid-inkernel/budget"),
+      benchPath("msr-inkernel/budget"),
+    ]).map((
       l,
     ) => [l.spec.path, l.body.kind]),
     [["string-io/unassigned-port", "string-io"], ["cpuid-inkernel/loop", "cpuid"], ["msr-inkernel/loop", "rdmsr"]],
   );
-  const plan = qemuPeer.plan([path("hlt/switch"), path("debug-int3/switch"), path("io-out/switch")]);
+  const plan = qemuPeer.plan([benchPath("hlt/switch"), benchPath("debug-int3/switch"), benchPath("io-out/switch")]);
   assert.deepEqual(plan.loops.map((l) => l.spec.path), ["io-out/unassigned-port"]);
   assert.equal(plan.notes.length, 2);
   assert.match(plan.notes[0]!, /^hlt\/switch not run on qemu: TCG has no HLT exit/);
@@ -74,7 +75,7 @@ Deno.test("qemu peer: a short real run gives checked rows — or is skipped nami
     durationMs: 30,
     runs: 1,
     warmup: 0,
-    paths: [path("raw/dec-jnz"), path("io-out/switch"), path("hlt/switch")],
+    paths: [benchPath("raw/dec-jnz"), benchPath("io-out/switch"), benchPath("hlt/switch")],
     log: (l) => lines.push(l),
   });
   if (!HAVE_QEMU) {
@@ -100,28 +101,7 @@ Deno.test("qemu peer: a short real run gives checked rows — or is skipped nami
 Deno.test("qemu peer: io-in, mmio-read, string-io, cpuid and msr rows from short real runs — or skipped", {
   ignore: !HAVE_QEMU,
 }, async () => {
-  const out = await runPeerAlone(qemuPeer, {
-    durationMs: 30,
-    runs: 1,
-    warmup: 0,
-    paths: [
-      path("io-in/switch"),
-      path("string-io/switch"),
-      path("mmio-read/switch"),
-      path("cpuid-inkernel/budget"),
-      path("msr-inkernel/budget"),
-    ],
-  });
-  assert.equal(out.kind, "rows");
-  if (out.kind !== "rows") return;
-  assert.deepEqual(out.rows.map((r) => [r.path, r.unit, r.compared_to]), [
-    ["string-io/unassigned-port", "exits", "string-io/switch"],
-    ["cpuid-inkernel/loop", "exits", "cpuid-inkernel/budget"],
-    ["msr-inkernel/loop", "exits", "msr-inkernel/budget"],
-    ["io-in/unassigned-port", "exits", "io-in/switch"],
-    ["mmio-read/unassigned", "exits", "mmio-read/switch"],
-  ]);
-  for (const r of out.rows) assert.ok("exits_per_s" in r && r.exits_per_s > 1e4, `${r.path}: ${JSON.stringify(r)}`);
+  await assertProcessPeerExtraRows(qemuPeer);
 });
 
 Deno.test("qemu peer: a guest that exits with another isa-debug-exit value fails the check", {

@@ -11,12 +11,7 @@ import { pairingOf, runPeerAlone } from "../bench/peers/pairing.ts";
 import { biosImage, v86LoopsFor, v86Peer, type V86Snapshot, v86WindowUnits } from "../bench/peers/v86.ts";
 import { formatPeerTable, peerRow, type ResultRow, resultRow } from "../bench/report.ts";
 import { summarize } from "../bench/stats.ts";
-
-const path = (id: string) => {
-  const p = PATHS.find((x) => x.path === id);
-  if (p === undefined) throw new Error(`no path ${id}`);
-  return p;
-};
+import { benchPath } from "./support/bench_paths.ts";
 
 function checkRowShape(r: ResultRow, engine: string): void {
   assert.equal(r.engine, engine);
@@ -35,7 +30,7 @@ function checkRowShape(r: ResultRow, engine: string): void {
 }
 
 async function shortRun(peer: Peer, ids: string[]) {
-  return await runPeerAlone(peer, { durationMs: 20, runs: 1, warmup: 0, paths: ids.map(path) });
+  return await runPeerAlone(peer, { durationMs: 20, runs: 1, warmup: 0, paths: ids.map(benchPath) });
 }
 
 Deno.test("kvm peer: rows of the result shape for the exit paths, raw left out â€” or skipped with a reason", async () => {
@@ -44,7 +39,7 @@ Deno.test("kvm peer: rows of the result shape for the exit paths, raw left out â
     durationMs: 20,
     runs: 1,
     warmup: 0,
-    paths: [path("raw/dec-jnz"), path("io-out/switch"), path("hlt/runUntil")],
+    paths: [benchPath("raw/dec-jnz"), benchPath("io-out/switch"), benchPath("hlt/runUntil")],
     log: (l) => lines.push(l),
   });
   if (out.kind === "skipped") {
@@ -57,7 +52,7 @@ Deno.test("kvm peer: rows of the result shape for the exit paths, raw left out â
 });
 
 Deno.test("kvm plan: rows for the exit paths, a note naming each path it leaves out", () => {
-  const plan = kvmPeer.plan([path("raw/dec-jnz"), path("io-out/switch"), path("cpuid-inkernel/budget")]);
+  const plan = kvmPeer.plan([benchPath("raw/dec-jnz"), benchPath("io-out/switch"), benchPath("cpuid-inkernel/budget")]);
   assert.deepEqual(plan.loops.map((l) => [l.spec.path, l.spec.compared_to]), [["io-out/switch", "io-out/switch"]]);
   assert.deepEqual(plan.notes.length, 2);
   assert.equal(plan.notes[0], `raw/dec-jnz not run on kvm: ${KVM_RAW_SKIP}`);
@@ -109,9 +104,13 @@ Deno.test("v86 peer: mmio-write, io-in, mmio-read, string-io, cpuid and msr rows
 });
 
 Deno.test("v86 loops follow --filter: only those whose kvmsim counterpart is selected; the rest get notes", () => {
-  assert.deepEqual(v86LoopsFor([path("io-out/switch")]).map((l) => l.spec.path), ["io-out/port-handler"]);
-  assert.deepEqual(v86LoopsFor([path("hlt/switch")]), []);
-  const plan = v86Peer.plan([path("mmio-write/runUntil"), path("hlt/switch"), path("debug-int3/switch")]);
+  assert.deepEqual(v86LoopsFor([benchPath("io-out/switch")]).map((l) => l.spec.path), ["io-out/port-handler"]);
+  assert.deepEqual(v86LoopsFor([benchPath("hlt/switch")]), []);
+  const plan = v86Peer.plan([
+    benchPath("mmio-write/runUntil"),
+    benchPath("hlt/switch"),
+    benchPath("debug-int3/switch"),
+  ]);
   assert.deepEqual(plan.loops, []);
   assert.match(plan.notes[0]!, /^hlt\/switch not run on v86: v86 has no HLT exit/);
   assert.match(plan.notes[1]!, /^debug-int3\/switch not run on v86: v86 has no debug exit: INT3 is delivered/);
@@ -210,7 +209,7 @@ Deno.test("--peers: all by default, none, a comma list; bad names are named", ()
 });
 
 Deno.test("peer table: kvmsim/peer ratio from the same run's rows; skipped peers keep their reason", () => {
-  const ours = resultRow(path("io-out/switch"), summarize([4e6]));
+  const ours = resultRow(benchPath("io-out/switch"), summarize([4e6]));
   const theirs = peerRow({
     path: "io-out/switch",
     engine: "kvm",
@@ -235,7 +234,7 @@ Deno.test("peer table: kvmsim/peer ratio from the same run's rows; skipped peers
 Deno.test("peer table: a paired row shows the median of its per-round ratios and their range, not the ratio of medians", () => {
   // Rounds: kvmsim 10, 20, 30 M; peer 5, 40, 15 M â†’ per round 2, 0.5, 2 (median 2.00); the medians' 20 / 15 is 1.33.
   const kvmsim = [10e6, 20e6, 30e6], peer = [5e6, 40e6, 15e6];
-  const ours = resultRow(path("io-out/switch"), summarize(kvmsim));
+  const ours = resultRow(benchPath("io-out/switch"), summarize(kvmsim));
   const theirs = {
     ...peerRow({
       path: "io-out/port-handler",
