@@ -23,6 +23,11 @@ export const REPLAY_ENTRIES: i32 = 8;
 export const JIT_ENTRIES: i32 = 64;
 export const JIT_HOT_DEFAULT: i32 = 2048;
 
+// Coalesced MMIO (src/abi/coalesced.ts)
+export const KVM_COALESCED_MMIO_MAX: i32 = 170;
+export const MAX_COALESCED_ZONES: i32 = 64;
+export const COALESCED_RING_BYTES: i32 = 4096;
+
 // KVM constants (src/abi/constants.ts)
 export const KVM_EXIT_UNKNOWN: i32 = 0;
 export const KVM_EXIT_IO: i32 = 2;
@@ -161,8 +166,8 @@ export const KVM_RUN_KVM_DIRTY_REGS: i32 = 296;
 export const KVM_RUN_S: i32 = 304;
 export const KVM_RUN_S_PADDING: i32 = 304;
 
-// struct vm_control: 22832 bytes
-export const VMC_SIZEOF: i32 = 22832;
+// struct vm_control: 27960 bytes
+export const VMC_SIZEOF: i32 = 27960;
 export const VMC_MAGIC: i32 = 0;
 export const VMC_NSLOTS: i32 = 4;
 export const VMC_MEMSLOT_GEN: i32 = 8;
@@ -196,6 +201,13 @@ export const VMC_CPUID_ECX: i32 = 1348;
 export const VMC_CPUID_EDX: i32 = 1352;
 export const VMC_CPUID_PADDING: i32 = 1356;
 export const VMC_MSR_BITMAPS: i32 = 6448;
+export const VMC_COALESCED_NZONES: i32 = 22832;
+export const VMC_COALESCED_LOCK: i32 = 22836;
+export const VMC_COALESCED_ZONES: i32 = 22840;
+export const VMC_COALESCED_ZONES_ADDR: i32 = 22840;
+export const VMC_COALESCED_ZONES_SIZE: i32 = 22848;
+export const VMC_COALESCED_ZONES_PIO: i32 = 22852;
+export const VMC_COALESCED_RING: i32 = 23864;
 
 // struct memslot: 32 bytes
 export const MEMSLOT_SIZEOF: i32 = 32;
@@ -453,3 +465,21 @@ export const JIT_HOST: i32 = 8;
 export const JIT_INDEX: i32 = 12;
 export const JIT_COUNT: i32 = 16;
 export const JIT_PAD: i32 = 20;
+
+// struct kvm_coalesced_mmio_zone: 16 bytes
+export const CZONE_SIZEOF: i32 = 16;
+export const CZONE_ADDR: i32 = 0;
+export const CZONE_SIZE: i32 = 8;
+export const CZONE_PIO: i32 = 12;
+
+// struct kvm_coalesced_mmio: 24 bytes
+export const CMMIO_SIZEOF: i32 = 24;
+export const CMMIO_PHYS_ADDR: i32 = 0;
+export const CMMIO_LEN: i32 = 8;
+export const CMMIO_PIO: i32 = 12;
+export const CMMIO_DATA: i32 = 16;
+
+// struct kvm_coalesced_mmio_ring: 8 bytes
+export const CRING_SIZEOF: i32 = 8;
+export const CRING_FIRST: i32 = 0;
+export const CRING_LAST: i32 = 4;

@@ -10,6 +10,7 @@ import { KVM_CONSTANTS } from "../src/abi/constants.ts";
 import * as vs from "../src/abi/vcpu_state.ts";
 import * as mm from "../src/abi/memory_map.ts";
 import { MSRS } from "../src/abi/msrs.ts";
+import * as co from "../src/abi/coalesced.ts";
 
 const GENERATED_PATH = new URL("../assembly/abi.generated.ts", import.meta.url);
 
@@ -60,6 +61,10 @@ export function generateAbi(): string {
   ) {
     lines.push(`export const ${k}: i32 = ${vs[k]};`);
   }
+  lines.push("", "// Coalesced MMIO (src/abi/coalesced.ts)");
+  for (const k of ["KVM_COALESCED_MMIO_MAX", "MAX_COALESCED_ZONES", "COALESCED_RING_BYTES"] as const) {
+    lines.push(`export const ${k}: i32 = ${co[k]};`);
+  }
   lines.push("", "// KVM constants (src/abi/constants.ts)");
   for (const [k, v] of Object.entries(KVM_CONSTANTS)) lines.push(`export const ${k}: i32 = ${v};`);
   lines.push("", "// In-kernel MSR indices (src/abi/msrs.ts)");
@@ -76,6 +81,9 @@ export function generateAbi(): string {
     [vs.REPLAY_ENTRY, "replay"],
     [vs.TLB_ENTRY, "tlb"],
     [vs.JIT_ENTRY, "jit"],
+    [co.KVM_COALESCED_MMIO_ZONE, "czone"],
+    [co.KVM_COALESCED_MMIO, "cmmio"],
+    [co.KVM_COALESCED_MMIO_RING, "cring"],
   ];
   for (const [def, prefix] of structs) lines.push("", ...structConsts(def, prefix));
   return lines.join("\n") + "\n";

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Member, StructDef } from "./layout.ts";
+import { KVM_COALESCED_MMIO, KVM_COALESCED_MMIO_RING, KVM_COALESCED_MMIO_ZONE } from "./coalesced.ts";
 
 const m = (name: string, type: Member["type"], count?: number): Member =>
   count === undefined ? { name, type } : { name, type, count };
@@ -216,4 +217,7 @@ export const UAPI_STRUCTS: readonly StructDef[] = [
   KVM_USERSPACE_MEMORY_REGION,
   KVM_VCPU_EVENTS,
   KVM_MP_STATE,
+  KVM_COALESCED_MMIO_ZONE,
+  KVM_COALESCED_MMIO,
+  KVM_COALESCED_MMIO_RING,
 ];

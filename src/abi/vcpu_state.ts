@@ -13,6 +13,7 @@
  */
 import type { Member, StructDef } from "./layout.ts";
 import { KVM_CPUID_ENTRY2, KVM_DTABLE, KVM_SEGMENT } from "./kvm_structs.ts";
+import { COALESCED_RING_BYTES, KVM_COALESCED_MMIO_ZONE, MAX_COALESCED_ZONES } from "./coalesced.ts";
 
 const m = (name: string, type: Member["type"], count?: number): Member =>
   count === undefined ? { name, type } : { name, type, count };
@@ -81,6 +82,13 @@ export const VM_CONTROL = {
     m("msr_filter", MSR_FILTER_RANGE, MAX_MSR_FILTER_RANGES),
     m("cpuid", KVM_CPUID_ENTRY2, MAX_CPUID_ENTRIES),
     m("msr_bitmaps", "u8", MSR_FILTER_BITMAP_BYTES),
+    /** Registered coalesced MMIO/PIO zones (KVM_REGISTER_COALESCED_MMIO), in registration order. */
+    m("coalesced_nzones", "u32"),
+    /** Spin lock (0 free, 1 held) over the ring's `last` for the VM's vCPUs (KVM's ring_lock). */
+    m("coalesced_lock", "u32"),
+    m("coalesced_zones", KVM_COALESCED_MMIO_ZONE, MAX_COALESCED_ZONES),
+    /** The VM's coalesced-MMIO ring page: struct kvm_coalesced_mmio_ring and its entries. */
+    m("coalesced_ring", "u8", COALESCED_RING_BYTES),
   ],
 } as const satisfies StructDef;
 
