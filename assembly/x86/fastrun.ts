@@ -72,11 +72,12 @@ import { mmioLoadFinal, mmioStoreFinal, pendLoadReg } from "./mem";
  * A store of `len` bytes' instruction at `ip` that missed the TLB: when the one-entry MMIO
  * translation covers it (mem.ts mmioStoreFinal), it exits there (status ST_EXIT, RIP at the
  * instruction) as fastStep's store would; otherwise nothing is done and the interpreter
- * runs the instruction.
+ * runs the instruction. True: the store was done without an exit (a coalesced zone took
+ * it, kvm/coalesced.ts) and the instruction is complete but for RIP.
  */
-function mmioStore(ip: u64, len: u64, addr: u64, size: i32, v: u64): void {
+function mmioStore(ip: u64, len: u64, addr: u64, size: i32, v: u64): bool {
   beginAt(ip, len);
-  mmioStoreFinal(addr, size, v);
+  return mmioStoreFinal(addr, size, v) && status == ST_OK;
 }
 
 /**
@@ -359,8 +360,9 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         } else {
           const hp = hostOf(addr, size, pw);
           const v = load<u64>(g + (reg << 3));
-          if (hp < 0) { mmioStore(ip, pre + 2 + <u64>eaLen, addr, size, v); runIp = ip; return i; }
-          if (size == 8) store<u64>(<usize>hp, v); else store<u32>(<usize>hp, <u32>v);
+          if (hp < 0) {
+            if (!mmioStore(ip, pre + 2 + <u64>eaLen, addr, size, v)) { runIp = ip; return i; }
+          } else if (size == 8) store<u64>(<usize>hp, v); else store<u32>(<usize>hp, <u32>v);
         }
         ip += pre + 2 + <u64>eaLen;
         i++;
@@ -380,8 +382,9 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
           store<u8>(ra, load<u8>(<usize>hp));
         } else {
           const hp = hostOf(addr, 1, pw);
-          if (hp < 0) { mmioStore(ip, ilen, addr, 1, <u64>load<u8>(ra)); runIp = ip; return i; }
-          store<u8>(<usize>hp, load<u8>(ra));
+          if (hp < 0) {
+            if (!mmioStore(ip, ilen, addr, 1, <u64>load<u8>(ra))) { runIp = ip; return i; }
+          } else store<u8>(<usize>hp, load<u8>(ra));
         }
         ip += ilen;
         i++;
@@ -483,8 +486,10 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         beginAt(ip, b < 0xe8 ? 2 : 1);
         if ((b & 2) == 0) sysIn(port, (b & 1) == 0 ? 1 : 4);
         else sysOut(port, (b & 1) == 0 ? 1 : 4);
-        runIp = status == ST_OK ? rip() : ip;
-        return status == ST_OK ? i + 1 : i;
+        if (status != ST_OK) { runIp = ip; return i; } // the exit (or #GP)
+        ip = rip(); // an OUT taken by a coalesced zone (kvm/coalesced.ts): no exit
+        i++;
+        continue;
       }
       case 0x0f: { // CPUID / RDMSR (0F A2 / 0F 32): run in the kernel, as fastStep runs them
         const op = <u32>(x >> 8) & 0xff;

@@ -7,17 +7,17 @@ import {
   KVM_RUN_IO_DIRECTION, KVM_RUN_IO_PORT, KVM_RUN_IO_SIZE, PAGE_SIZE, VS_PENDING_FLAGS, VS_SEG_TR_BASE,
   VS_SEG_TR_LIMIT, VS_SEG_TR_TYPE,
 } from "../abi.generated";
-import { RCX, RDI, RSI, RUN, S, SEG_DS, SEG_ES, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
+import { RCX, RDI, RSI, RUN, S, SEG_DS, SEG_ES, ST_FAULT, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
 import { addrSize, nextIp, opSize, repPrefix, segOverride } from "./decode_state";
-import { ACC_READ, ACC_WRITE, PRIV_SUP, PRIV_USER } from "./paging";
-import { segLinear } from "./segments";
+import { ACC_WRITE } from "./paging";
 import { gp0 } from "./exceptions";
 import { MODE_REAL, MODE_V86, RFLAGS_DF, RFLAGS_IOPL, cpl, mode } from "./mode";
-import { PEND_PIO_IN, PEND_PIO_OUT, bulkHost, peekCode, pendRetire, probeWrite, readMem, readSys, writeMem } from "./mem";
-import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayCount, replayData, replayNext } from "./replay";
+import { PEND_PIO_IN, PEND_PIO_OUT, bulkHost, peekCode, pendRetire, readMem, readSys, writeMem } from "./mem";
+import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayClear, replayCount, replayData, replayNext } from "./replay";
 import { getFlags } from "./core_link";
 import { flagsOther } from "./flags";
 import { exitTo, internalErrorEmulation } from "../kvm/exits";
+import { coalesce, coalescing } from "../kvm/coalesced";
 
 const PIO_DATA: i32 = KVM_PIO_PAGE_OFFSET * PAGE_SIZE;
 
@@ -93,6 +93,7 @@ export function portOut(port: i32, size: i32, v: u32): void {
   v &= sizeMask(size);
   const only = replayCount() == 0;
   if (!only && replayNext(RK_PIO_OUT, <u64>port, <u32>size)) return;
+  if (coalescing() && coalesce(1, <u64>port, size, <u64>v)) return; // the last action: nothing to replay
   if (!replayAppend(RK_PIO_OUT, <u64>port, <u32>size, <u64>v)) { internalErrorEmulation(); return; }
   // OUT commits nothing but RIP after the port write (sys_io.ts execOut): complete it
   // on re-entry by moving RIP (KVM's complete_fast_pio_out) instead of replaying.
@@ -115,19 +116,28 @@ function stringIoSize(): i32 {
 }
 
 /**
- * Elements in one string-IO exit: from offset `off` to the page edge in the
- * direction of DF, at most `cnt` (the REP count) and at most one PIO page.
+ * Elements in one INS exit, as KVM's emulator reads them ahead (arch/x86/kvm/emulate.c
+ * pio_in_emulated): n = min(in_page, 1024 / size, count), at least 1, where in_page is
+ * the BYTES from RDI to its page edge in the direction of DF (PAGE_SIZE - offset going
+ * up, the offset itself going down) compared with ELEMENT counts — KVM's quirk, kept:
+ * a word or dword batch may cross the page edge, each element then stored on its own.
+ * 1024 is the size of the emulator's read-ahead buffer (`struct read_cache` data).
  */
-function batchElements(off: u64, size: i32, down: bool, cnt: u64): u64 {
-  const po = off & 0xfff;
-  let n = down ? (po / <u64>size) + 1 : (4096 - po) / <u64>size;
-  if (n == 0) n = 1;
+function insElements(di: u64, size: i32, down: bool, cnt: u64): u64 {
+  const po = di & 0xfff;
+  let n: u64 = down ? po : 4096 - po;
+  const buf = <u64>(1024 / size);
+  if (n > buf) n = buf;
   if (n > cnt) n = cnt;
-  if (n * <u64>size > <u64>PAGE_SIZE) n = <u64>(PAGE_SIZE / size);
+  if (n == 0) n = 1;
   return n;
 }
 
-/** INS/INSB/INSW/INSD (with REP): one exit for the whole batch. */
+/**
+ * INS/INSB/INSW/INSD (with REP): one exit for a read-ahead batch (insElements), its
+ * data zeroed in the PIO page as KVM leaves it; on re-entry the batch is stored
+ * element by element and RDI/RCX move past it.
+ */
 export function execIns(): void {
   const size = stringIoSize();
   const rep = repPrefix != 0;
@@ -138,36 +148,67 @@ export function execIns(): void {
   if (!ioAllowed(port, size)) return;
   const down = (getFlags() & RFLAGS_DF) != 0;
   const di = reg64(RDI) & m;
-  const n = batchElements(di, size, down, cnt);
-  if (!replayNext(RK_PIO_IN, <u64>port, <u32>(size * <i32>n))) {
-    // Probe the destination before exiting so a fault is raised now, not after the IO.
-    const lin = segLinear(SEG_ES, di, size, ACC_WRITE);
-    if (status != ST_OK) return;
-    probeWrite(lin, size, cpl() == 3 ? PRIV_USER : PRIV_SUP);
-    if (status != ST_OK) return;
-    if (!replayAppend(RK_PIO_IN, <u64>port, <u32>(size * <i32>n), n)) { internalErrorEmulation(); return; }
+  const n = insElements(di, size, down, cnt);
+  const len = size * <i32>n;
+  if (!replayNext(RK_PIO_IN, <u64>port, <u32>len)) {
+    // The exit comes first: KVM translates the destination only when it stores an
+    // element, after the data is in (a fault then loses the batch's data).
+    if (!replayAppend(RK_PIO_IN, <u64>port, <u32>len, n)) { internalErrorEmulation(); return; }
+    memory.fill(<usize>(RUN + PIO_DATA), 0, <usize>len);
     ioExit(KVM_EXIT_IO_IN, port, size, <u32>n);
     return;
   }
   let d = di;
   const step: u64 = down ? <u64>-size : <u64>size;
-  const len = size * <i32>n;
   const h = down ? -1 : bulkHost(SEG_ES, di, len, ACC_WRITE);
   if (h >= 0) {
     memory.copy(<usize>h, <usize>(RUN + PIO_DATA), <usize>len);
     finishString(RDI, di + <u64>len, rep, cnt - n);
     return;
   }
+  if (!down) {
+    // KVM stores an upward batch as one block (emulate.c pio_in_emulated: OP_MEM_STR):
+    // page pieces, each in chunks of up to 8 bytes (an MMIO destination sees those
+    // writes); a fault leaves RDI and RCX where they were, the pieces before it stored.
+    let off = 0;
+    while (off < len) {
+      const a = (di + <u64>off) & m;
+      let c = len - off;
+      if (c > 8) c = 8;
+      const toPage = 4096 - <i32>(a & 0xfff);
+      if (c > toPage) c = toPage;
+      writeMem(SEG_ES, a, c, load<u64>(RUN + PIO_DATA + off) & (c == 8 ? <u64>-1 : (<u64>1 << (<u64>c << 3)) - 1));
+      if (status != ST_OK) return;
+      off += c;
+    }
+    finishString(RDI, di + <u64>len, rep, cnt - n);
+    return;
+  }
   for (let i: u64 = 0; i < n; i++) {
     const v = loadPio(<i32>i, size);
     writeMem(SEG_ES, d & m, size, v);
-    if (status != ST_OK) return;
+    if (status != ST_OK) {
+      // Downward, KVM stores element by element and writes RDI and RCX back after
+      // each: a fault is taken at element i, with the elements before it stored. (An
+      // MMIO destination's exit is replayed instead.)
+      if (status == ST_FAULT && i != 0) { setMasked(RDI, d); if (rep) setMasked(RCX, cnt - i); }
+      return;
+    }
     d += step;
   }
   finishString(RDI, d, rep, cnt - n);
 }
 
-/** OUTS/OUTSB/OUTSW/OUTSD (with REP): reads the batch into the PIO page, one exit. */
+/**
+ * OUTS/OUTSB/OUTSW/OUTSD (with REP): one element per exit, count 1, as KVM emulates it
+ * (emulate.c em_out passes count 1 to pio_out_emulated). The element's iteration is
+ * committed before the exit, as KVM's writeback does (x86.c x86_emulate_instruction
+ * clears pio.count for an OUT and writes back): RSI and RCX already past the element.
+ * RIP moves past the instruction only without REP; with REP it stays at it even after
+ * the last element (RCX 0), because KVM's writeback skips RIP while
+ * string_insn_completed() is false — only the next entry, which finds RCX 0, completes
+ * the REP. So re-entry needs no completion and simply runs the next element.
+ */
 export function execOuts(): void {
   const size = stringIoSize();
   const rep = repPrefix != 0;
@@ -178,34 +219,33 @@ export function execOuts(): void {
   if (!ioAllowed(port, size)) return;
   const down = (getFlags() & RFLAGS_DF) != 0;
   const seg = segOverride >= 0 ? segOverride : SEG_DS;
-  const si = reg64(RSI) & m;
-  const n = batchElements(si, size, down, cnt);
   const step: u64 = down ? <u64>-size : <u64>size;
-  let s = si;
-  if (replayNext(RK_PIO_OUT, <u64>port, <u32>(size * <i32>n))) {
-    finishString(RSI, si + step * n, rep, cnt - n);
+  let si = reg64(RSI) & m;
+  for (;;) {
+    const v = <u32>readMem(seg, si, size);
+    if (status != ST_OK) return;
+    si += step;
+    setMasked(RSI, si);
+    if (rep) setMasked(RCX, --cnt);
+    else setRip(nextIp);
+    replayClear(); // an MMIO source read's fragment belongs to this element only
+    // A coalesced element is taken in the kernel and the emulator goes on to the next;
+    // the ring holds at most 169, so this loop ends.
+    if (coalescing() && coalesce(1, <u64>port, size, <u64>v)) {
+      if (!rep) return;
+      if (cnt == 0) { setRip(nextIp); return; }
+      si &= m;
+      continue;
+    }
+    store<u32>(RUN + PIO_DATA, v);
+    ioExit(KVM_EXIT_IO_OUT, port, size, 1);
     return;
   }
-  const len = size * <i32>n;
-  const h = down ? -1 : bulkHost(seg, si, len, ACC_READ);
-  if (h >= 0) memory.copy(<usize>(RUN + PIO_DATA), <usize>h, <usize>len);
-  else for (let i: u64 = 0; i < n; i++) {
-    const v = readMem(seg, s & m, size);
-    if (status != ST_OK) return;
-    storePio(<i32>i, size, v);
-    s += step;
-  }
-  if (!replayAppend(RK_PIO_OUT, <u64>port, <u32>(size * <i32>n), n)) { internalErrorEmulation(); return; }
-  ioExit(KVM_EXIT_IO_OUT, port, size, <u32>n);
 }
 
 @inline function loadPio(i: i32, size: i32): u64 {
   const p = RUN + PIO_DATA + i * size;
   return size == 1 ? <u64>load<u8>(p) : size == 2 ? <u64>load<u16>(p) : <u64>load<u32>(p);
-}
-@inline function storePio(i: i32, size: i32, v: u64): void {
-  const p = RUN + PIO_DATA + i * size;
-  if (size == 1) store<u8>(p, <u8>v); else if (size == 2) store<u16>(p, <u16>v); else store<u32>(p, <u32>v);
 }
 
 /** Commit a (batch of a) string IO: index register, RCX, and RIP when the REP is done. */

@@ -21,6 +21,7 @@ import { canonical, segBase, segLinear } from "./segments";
 import { P_SW, P_UW, mmioFill, mmioGpaPage, mmioPerm, mmioTag, tlbEntry, tlbFill } from "./tlb";
 import { getFlags } from "./core_link";
 import { exitTo, internalErrorEmulation } from "../kvm/exits";
+import { coalesce, coalescing } from "../kvm/coalesced";
 import { dataBpArmed, noteDataAccess } from "./debug";
 
 /** translate() results other than a host offset. */
@@ -192,6 +193,12 @@ export function mmioLoadFinal(lin: u64, size: i32): bool {
 function mmioWrite(gpa: u64, len: i32, v: u64, fast: bool): void {
   if (replayNext(RK_MMIO_WRITE, gpa, <u32>len)) return;
   const data = v & lenMask(len);
+  if (coalescing() && coalesce(0, gpa, len, data)) {
+    // Taken in the kernel. Unless it is the instruction's last action, log it as done so
+    // a later exit's replay of the instruction does not write it again.
+    if (!fast && !replayAppend(RK_MMIO_WRITE, gpa, <u32>len, data)) internalErrorEmulation();
+    return;
+  }
   const only = load<u32>(S + VS_REPLAY_COUNT) == 0;
   if (!replayAppend(RK_MMIO_WRITE, gpa, <u32>len, data)) { internalErrorEmulation(); return; }
   if (fast && only) pendRetire(PEND_MMIO_WRITE);
