@@ -45,6 +45,16 @@ export type { RecordedExit } from "./src/exits/decode.ts";
 export type * from "./src/exits/exit.ts";
 export { unreachable } from "./src/exits/exit.ts";
 export { dispatchExit, isGenericExit } from "./src/exits/dispatch.ts";
+export {
+  checkCoalescedZone,
+  CoalescedRing,
+  coalescedRing,
+  CoalescedRingError,
+  CoalescedZoneLimitError,
+  drainCoalesced,
+  zoneTakesWrite,
+} from "./src/exits/coalesced.ts";
+export type { CoalescedSink, CoalescedZone } from "./src/exits/coalesced.ts";
 export type {
   ArchReason,
   DispatchOptions,

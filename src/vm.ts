@@ -59,6 +59,8 @@ import { RESET_XCR0, resetDebugRegs, resetMsrs, resetRegs, resetSregs } from "./
 import { MmioBus, PioBus } from "./devices/bus.ts";
 import { type RunResult, runUntil, type RunUntilOptions } from "./exits/run_loop.ts";
 import type { BackendVm } from "./backends/front.ts";
+import { coalescedRing, type CoalescedZone } from "./exits/coalesced.ts";
+import { CoalescedZoneTable } from "./coalesced_zones.ts";
 import type { BackendName, GuestVm } from "./backends/types.ts";
 import { createKvmVm, type KvmVmOptions } from "./backends/kvm/mod.ts";
 
@@ -147,6 +149,7 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
   readonly #blocks: (Vcpu | undefined)[] = new Array(MAX_VCPUS).fill(undefined);
   #cpuid: CpuidEntry[] = [];
   readonly #vpagesMapped = new Set<bigint>();
+  readonly #coalesced: CoalescedZoneTable;
 
   constructor(opts: CreateVmOptions = {}) {
     super(2 ** MAXPHYADDR / PAGE_SIZE - 1);
@@ -167,6 +170,7 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
     this.dv.setUint32(vmc("ram_base"), RAM_POOL_BASE, true);
     this.dv.setUint32(vmc("ram_size"), pool >>> 0, true);
     this.dv.setUint32(vmc("vcpu_base"), VCPU_AREA_BASE, true);
+    this.#coalesced = new CoalescedZoneTable(this.buffer, VM_CONTROL_BASE);
     this.#syncSlots();
     this.setCpuid(opts.cpuid ?? defaultCpuid());
     if (opts.memSize !== undefined) this.addMemoryRegion({ slot: 0, gpa: 0, size: opts.memSize });
@@ -593,10 +597,40 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
     return this.dv.getUint32(vmc(path), true);
   }
 
+  // ---- coalesced MMIO/PIO (src/coalesced_zones.ts) ----
+
+  /** KVM_REGISTER_COALESCED_MMIO: guest writes wholly inside the zone are appended to the ring instead of exiting. */
+  registerCoalescedMmio(zone: CoalescedZone): void {
+    this.#coalesced.register(zone);
+  }
+
+  /** KVM_UNREGISTER_COALESCED_MMIO: removes every zone of the bus that contains the range (none: no error). */
+  unregisterCoalescedMmio(zone: CoalescedZone): void {
+    this.#coalesced.unregister(zone);
+  }
+
+  /** The registered zones, in registration order. */
+  coalescedZones(): CoalescedZone[] {
+    return this.#coalesced.zones();
+  }
+
+  /** The VM's ring page (in the VM control block; KVM maps it at page 2 of each vCPU's mmap instead). */
+  coalescedRing(): Uint8Array {
+    return this.#coalesced.ring;
+  }
+
   // ---- run loop and dump ----
 
-  /** Run `vcpu` until a stop outcome or a limit (see {@link runUntil}). Devices default to vm.pio / vm.mmio. */
+  /**
+   * Run `vcpu` until a stop outcome or a limit (see {@link runUntil}). Devices
+   * default to vm.pio / vm.mmio; the coalesced ring is drained while a zone is
+   * registered or writes are pending.
+   */
   runUntil(vcpu: Vcpu, opts: RunUntilOptions = {}): RunResult {
+    const c = this.#coalesced;
+    if (c.count > 0 || coalescedRing(c.ring).pending()) {
+      return runUntil(vcpu, { pio: this.pio, mmio: this.mmio, coalesced: c.ring, ...opts });
+    }
     return runUntil(vcpu, { pio: this.pio, mmio: this.mmio, ...opts });
   }
 

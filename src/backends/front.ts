@@ -24,6 +24,7 @@ import {
 } from "../guest_memory.ts";
 import { decodeExit, immediateExit, type KvmRun, setImmediateExit } from "../exits/decode.ts";
 import type { VcpuExit } from "../exits/exit.ts";
+import { checkCoalescedZone, coalescedRing, type CoalescedZone, zonesAfterUnregister } from "../exits/coalesced.ts";
 import { type RunResult, runUntil, type RunUntilOptions } from "../exits/run_loop.ts";
 import type { GuestDebug, MsrEntry } from "../vcpu.ts";
 import type { CoreExports } from "../wasm.ts";
@@ -54,6 +55,10 @@ export class BackendVm extends GuestMemoryVm<GuestRegion> implements GuestVm {
   runTimeoutMs: number | undefined;
   readonly #vcpus = new Map<number, BackendVcpu>();
   #cpuid: CpuidEntry[];
+  /** The zones registered with the backend (KVM keeps no list userspace can read). */
+  #zones: CoalescedZone[] = [];
+  #ringUsed = false;
+  #closed = false;
 
   constructor(readonly backend: VmBackend, opts: BackendVmOptions = {}) {
     super(MAX_GFN);
@@ -163,16 +168,56 @@ export class BackendVm extends GuestMemoryVm<GuestRegion> implements GuestVm {
     this.backend.enableHypercallExit(mask);
   }
 
-  /** runUntil with vm.pio / vm.mmio. `maxInstructions` needs an instruction-counting backend. */
+  // ---- coalesced MMIO/PIO ----
+
+  /** KVM_REGISTER_COALESCED_MMIO (typed errors for a bad zone; KvmCapabilityError without the capability). */
+  registerCoalescedMmio(zone: CoalescedZone): void {
+    const z = checkCoalescedZone(zone);
+    this.backend.registerCoalescedMmio(z);
+    this.#zones.push(z);
+    this.#ringUsed = true;
+  }
+
+  /** KVM_UNREGISTER_COALESCED_MMIO: every zone of the bus that contains the range goes. */
+  unregisterCoalescedMmio(zone: CoalescedZone): void {
+    const z = checkCoalescedZone(zone);
+    this.backend.unregisterCoalescedMmio(z);
+    this.#zones = zonesAfterUnregister(this.#zones, z);
+  }
+
+  coalescedZones(): CoalescedZone[] {
+    return this.#zones.map((z) => ({ ...z }));
+  }
+
+  /** The ring page (KVM: page KVM_CAP_COALESCED_MMIO of the first vCPU's mmap; throws before a vCPU exists). */
+  coalescedRing(): Uint8Array {
+    if (this.#closed) throw new InvalidArgumentError("coalesced ring", "the VM is closed");
+    return this.backend.coalescedRing();
+  }
+
+  /**
+   * runUntil with vm.pio / vm.mmio, and the coalesced ring while a zone is
+   * registered or writes are pending. `maxInstructions` needs an
+   * instruction-counting backend.
+   */
   runUntil(vcpu: GuestVcpu, opts: RunUntilOptions = {}): RunResult {
     if (opts.maxInstructions !== undefined && Number.isNaN(vcpu.instructions)) {
       throw new KvmUnsupportedError("maxInstructions", "KVM does not count retired instructions");
     }
+    if (!this.#closed && (this.#zones.length > 0 || this.#ringPending())) {
+      return runUntil(vcpu, { pio: this.pio, mmio: this.mmio, coalesced: this.backend.coalescedRing(), ...opts });
+    }
     return runUntil(vcpu, { pio: this.pio, mmio: this.mmio, ...opts });
+  }
+
+  /** Writes left in the ring after the last zone went (looked at only once a zone was registered). */
+  #ringPending(): boolean {
+    return this.#ringUsed && coalescedRing(this.backend.coalescedRing()).pending();
   }
 
   /** Release the backend's fds and mappings; the VM is unusable afterwards. */
   close(): void {
+    this.#closed = true;
     this.backend.close();
   }
 

@@ -19,6 +19,7 @@
 import type { RangeBus } from "../devices/bus.ts";
 import type { KvmRun } from "../exits/decode.ts";
 import type { VcpuExit } from "../exits/exit.ts";
+import type { CoalescedZone } from "../exits/coalesced.ts";
 import type { RunResult, RunUntilOptions } from "../exits/run_loop.ts";
 import type { MemoryRegion, MemoryRegionOptions } from "../vm.ts";
 import type { GuestDebug, MsrEntry } from "../vcpu.ts";
@@ -58,6 +59,12 @@ export interface VmBackend {
   enableUserSpaceMsr(mask: number): void;
   /** KVM_CAP_EXIT_HYPERCALL with this hypercall mask. */
   enableHypercallExit(mask: number): void;
+  /** KVM_REGISTER_COALESCED_MMIO of a checked zone (src/exits/coalesced.ts checkCoalescedZone). */
+  registerCoalescedMmio(zone: CoalescedZone): void;
+  /** KVM_UNREGISTER_COALESCED_MMIO: every zone of the bus containing the range goes; no match is not an error. */
+  unregisterCoalescedMmio(zone: CoalescedZone): void;
+  /** The VM's coalesced-MMIO ring page (KVM: in the vCPU mmap, so only once a vCPU exists). */
+  coalescedRing(): Uint8Array;
   /** KVM_CREATE_VCPU with `cpuid` installed (KVM_SET_CPUID2). */
   createVcpu(id: number, cpuid: readonly CpuidEntry[]): VcpuBackend;
   /** Release every fd and mapping (vCPUs first). */
@@ -133,6 +140,17 @@ export interface GuestVm extends GuestPhys {
   getCpuid(): CpuidEntry[];
   enableUserSpaceMsr(mask: number): void;
   enableHypercallExit(mask: number): void;
+  /**
+   * KVM_REGISTER_COALESCED_MMIO: guest writes wholly inside the zone go to the
+   * ring instead of exiting; runUntil drains them into vm.pio / vm.mmio.
+   */
+  registerCoalescedMmio(zone: CoalescedZone): void;
+  /** KVM_UNREGISTER_COALESCED_MMIO: removes every zone of the bus that contains the range. */
+  unregisterCoalescedMmio(zone: CoalescedZone): void;
+  /** The registered zones, in registration order. */
+  coalescedZones(): CoalescedZone[];
+  /** The ring page (struct kvm_coalesced_mmio_ring); on KVM only once a vCPU exists. */
+  coalescedRing(): Uint8Array;
   runUntil(vcpu: GuestVcpu, opts?: RunUntilOptions): RunResult;
   /** Free the VM (kvm_vm_free): its vCPUs cannot run afterwards. */
   close(): void;

@@ -14,6 +14,13 @@
  * decode.ts's allocation-free accessors — no exit object is built — and a
  * user HLT handler is called from the same loop.
  *
+ * Coalesced MMIO/PIO: with `coalesced` (the VM's ring page), the writes the
+ * guest made without exiting are drained into the buses, in guest order,
+ * before each exit is handled, when the budget ends and when the run ends.
+ * A non-resume outcome from one of them stops the run like an exit's would;
+ * the exit that was about to be handled then stays pending and the next
+ * runUntil on the vCPU handles it first (unless the vCPU ran in between).
+ *
  * @module
  */
 import { KVM_CONSTANTS as K } from "../abi/constants.ts";
@@ -38,6 +45,7 @@ import { dispatchExit, type ExitContext, type ExitHandler, type ExitHandlers, ty
 import { handleHlt, type HltExit } from "./hlt.ts";
 import type { ExitReason, VcpuExit } from "./exit.ts";
 import type { ExitOutcome, StopWhy } from "./outcome.ts";
+import { type CoalescedRing, coalescedRing, type CoalescedSink } from "./coalesced.ts";
 
 /** Why runUntil returned. */
 export type StopReason =
@@ -69,6 +77,11 @@ export interface RunUntilOptions {
   record?: boolean;
   /** Called with each decoded exit after it was handled (before the next run). */
   onExit?: (exit: VcpuExit, outcome: ExitOutcome) => void;
+  /**
+   * The VM's coalesced MMIO/PIO ring page (vm.runUntil passes it while a zone
+   * is registered or writes are pending). Its writes go to `pio` / `mmio`.
+   */
+  coalesced?: Uint8Array;
 }
 
 /** Exit counts by reason (firecracker's per-exit metrics). */
@@ -81,6 +94,8 @@ export interface RunResult {
   /** Instructions retired during this call. */
   readonly instructions: number;
   readonly counts: ExitCounts;
+  /** Coalesced writes drained into the buses during this call (not exits: not in `exits` or `counts`). */
+  readonly coalesced: number;
   /** Recorded exits when `record` was set. */
   readonly recorded?: readonly RecordedExit[];
 }
@@ -104,7 +119,9 @@ function zeroCounts(): ExitCounts {
   };
 }
 
-function toStop(o: Exclude<ExitOutcome, { kind: "resume" }>): StopReason {
+type StoppingOutcome = Exclude<ExitOutcome, { kind: "resume" }>;
+
+function toStop(o: StoppingOutcome): StopReason {
   switch (o.kind) {
     case "stop":
       return o.why;
@@ -140,6 +157,13 @@ const FAST_MAX_EXITS = 1; // maxExits reached
 const FAST_OUTCOME = 2; // a device returned a non-resume outcome (in st.outcome)
 
 /**
+ * Exits left unhandled because a coalesced write stopped the run before them:
+ * run page → its run generation then. runUntil handles the exit first when
+ * the generation is unchanged (the vCPU did not run since).
+ */
+const pendingExits = new WeakMap<KvmRun, number>();
+
+/**
  * The hot loop: KVM_RUN, single-element IO/MMIO straight to the buses
  * through decode.ts's allocation-free accessors, and HLT to a user handler.
  * Kept small so V8 inlines the accessors and bus lookups. Returns a FAST_* code.
@@ -156,6 +180,7 @@ function fastLoop(
   vcpuId: number,
   hlt: ExitHandler<"hlt"> | undefined,
   ctx: ExitContext,
+  ring: CoalescedRing | undefined,
 ): number {
   for (;;) {
     if (st.exits >= maxExits) return FAST_MAX_EXITS;
@@ -163,6 +188,7 @@ function fastLoop(
     const reason = core.run(runBase, budget);
     if (reason === EXIT_INTR) return FAST_SLOW;
     st.exits++;
+    if (ring !== undefined && ring.pending()) return FAST_SLOW; // drained before the exit is handled
     let r: ExitOutcome | void;
     if (reason === EXIT_IO) {
       const data = ioSingleData(run);
@@ -209,20 +235,54 @@ export function runUntil(vcpu: RunnableVcpu, opts: RunUntilOptions = {}): RunRes
   vcpu.getMpState(); // throws if the vCPU was removed
   const st = new LoopState();
   const dispatchOpts = { handlers, hooks: opts.hooks };
+  const ring = opts.coalesced !== undefined ? coalescedRing(opts.coalesced) : undefined;
+  const vcpuId = vcpu.id;
+  const toBus: CoalescedSink = (isPio, addr, _len, data) =>
+    isPio ? pio.write(addr, data, vcpuId) : mmio.write(addr, data, vcpuId);
+  let coalesced = 0;
+  /** Drain the ring into the buses; the non-resume outcome that stopped it, else undefined. */
+  const drain = (r: CoalescedRing): ExitOutcome | undefined => {
+    coalesced += r.drain(toBus);
+    return r.outcome;
+  };
+  // An exit a coalesced write's stop left unhandled in an earlier call (see pendingExits).
+  let resumePending = pendingExits.get(run) === run.generation;
 
-  const finish = (s: StopReason): RunResult => {
+  const finish = (s: StopReason, drainRing = true): RunResult => {
+    if (drainRing && ring !== undefined && ring.pending()) {
+      const o = drain(ring);
+      if (o !== undefined && (s.kind === "max-exits" || s.kind === "max-insns")) s = toStop(o as StoppingOutcome);
+    }
     for (const b of [pio, mmio]) flushSinks(b);
     counts.io += st.io;
     counts.mmio += st.mmio;
     counts.hlt += st.hlt;
-    const base = { stop: s, exits: st.exits, instructions: vcpu.instructions - startInsns, counts };
+    const base = { stop: s, exits: st.exits, instructions: vcpu.instructions - startInsns, counts, coalesced };
     return recorded ? { ...base, recorded } : base;
   };
 
   for (;;) {
     let reason: number;
-    if (fast && !limitInsns) {
-      const code = fastLoop(st, core, run, runBase, vcpu.budget, maxExits, pio, mmio, vcpu.id, handlers?.hlt, ctx);
+    if (resumePending) {
+      if (st.exits >= maxExits) return finish({ kind: "max-exits", limit: maxExits });
+      resumePending = false;
+      pendingExits.delete(run);
+      reason = exitReasonOf(run);
+    } else if (fast && !limitInsns) {
+      const code = fastLoop(
+        st,
+        core,
+        run,
+        runBase,
+        vcpu.budget,
+        maxExits,
+        pio,
+        mmio,
+        vcpu.id,
+        handlers?.hlt,
+        ctx,
+        ring,
+      );
       if (code === FAST_MAX_EXITS) return finish({ kind: "max-exits", limit: maxExits });
       if (code === FAST_OUTCOME) return finish(toStop(st.outcome as Exclude<ExitOutcome, { kind: "resume" }>));
       reason = exitReasonOf(run);
@@ -237,6 +297,13 @@ export function runUntil(vcpu: RunnableVcpu, opts: RunUntilOptions = {}): RunRes
       }
       run.generation++;
       reason = core.run(runBase, budget);
+    }
+    if (ring !== undefined && ring.pending()) {
+      const o = drain(ring);
+      if (o !== undefined) {
+        if (reason !== K.KVM_EXIT_INTR) pendingExits.set(run, run.generation); // handled by the next call
+        return finish(toStop(o as StoppingOutcome), false);
+      }
     }
     if (reason === K.KVM_EXIT_INTR && !observeIntr) {
       counts.intr++;

@@ -19,6 +19,7 @@ import {
   KVM_SREGS,
   KVM_USERSPACE_MEMORY_REGION,
 } from "../../abi/kvm_structs.ts";
+import { KVM_COALESCED_MMIO_ZONE } from "../../abi/coalesced.ts";
 
 const m = (name: string, type: Member["type"], count?: number): Member =>
   count === undefined ? { name, type } : { name, type, count };
@@ -93,6 +94,8 @@ export const KVM_IOCTLS = {
   KVM_SET_USER_MEMORY_REGION: iow(0x46, KVM_USERSPACE_MEMORY_REGION),
   KVM_SET_TSS_ADDR: io(0x47),
   KVM_SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
+  KVM_REGISTER_COALESCED_MMIO: iow(0x67, KVM_COALESCED_MMIO_ZONE),
+  KVM_UNREGISTER_COALESCED_MMIO: iow(0x68, KVM_COALESCED_MMIO_ZONE),
   KVM_RUN: io(0x80),
   KVM_GET_REGS: ior(0x81, KVM_REGS),
   KVM_SET_REGS: iow(0x82, KVM_REGS),
@@ -113,9 +116,12 @@ export type KvmIoctlName = keyof typeof KVM_IOCTLS;
 export const KVM_CAPS = {
   KVM_CAP_SET_TSS_ADDR: 4,
   KVM_CAP_NR_MEMSLOTS: 10,
+  /** Answers the page offset of the coalesced-MMIO ring in the vCPU mmap (x86: 2). */
+  KVM_CAP_COALESCED_MMIO: 15,
   KVM_CAP_SET_GUEST_DEBUG: 23,
   KVM_CAP_SET_IDENTITY_MAP_ADDR: 37,
   KVM_CAP_IMMEDIATE_EXIT: 136,
+  KVM_CAP_COALESCED_PIO: 162,
   KVM_CAP_X86_USER_SPACE_MSR: 188,
   KVM_CAP_EXIT_HYPERCALL: 201,
 } as const;

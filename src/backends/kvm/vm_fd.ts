@@ -2,15 +2,19 @@
  * A KVM VM fd (KVM_CREATE_VM) as a {@link VmBackend}: memory regions backed by
  * anonymous mmap'd host memory (KVM_SET_USER_MEMORY_REGION; the host view is
  * an ArrayBuffer over the mapping), KVM_GET_DIRTY_LOG, KVM_ENABLE_CAP for
- * user-space MSR and hypercall exits, KVM_SET_TSS_ADDR, and vCPU creation.
+ * user-space MSR and hypercall exits, KVM_SET_TSS_ADDR, coalesced MMIO/PIO
+ * zones (KVM_REGISTER/UNREGISTER_COALESCED_MMIO) and the ring page in the
+ * vCPU mmap, and vCPU creation.
  *
  * @module
  */
 import { KVM_USERSPACE_MEMORY_REGION } from "../../abi/kvm_structs.ts";
+import { COALESCED_RING_BYTES, KVM_COALESCED_MMIO_ZONE } from "../../abi/coalesced.ts";
+import type { CoalescedZone } from "../../exits/coalesced.ts";
 import type { CpuidEntry } from "../../x86/cpuid.ts";
 import type { HostMemory, VmBackend } from "../types.ts";
 import { StructBuf } from "./codec.ts";
-import { KvmIoctlError } from "./errors.ts";
+import { KvmIoctlError, KvmUnsupportedError } from "./errors.ts";
 import { errno, libc, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "./libc.ts";
 import { ioctlBuf, ioctlInt, KvmSystem } from "./system.ts";
 import { KVM_CAPS, KVM_DIRTY_LOG, KVM_ENABLE_CAP, type KvmCapName } from "./uapi.ts";
@@ -34,6 +38,7 @@ export class KvmVmFd implements VmBackend {
   readonly #maps = new Map<number, Mapping>();
   readonly #vcpus: KvmVcpuFd[] = [];
   #closed = false;
+  #ring: Uint8Array | undefined;
 
   /** KVM_CREATE_VM on `path` (default /dev/kvm). Throws KvmUnavailableError when the device cannot be used. */
   constructor(path?: string) {
@@ -140,6 +145,52 @@ export class KvmVmFd implements VmBackend {
     this.#enableCap("KVM_CAP_EXIT_HYPERCALL", mask, "hypercall exits");
   }
 
+  #zoneIoctl(name: "KVM_REGISTER_COALESCED_MMIO" | "KVM_UNREGISTER_COALESCED_MMIO", zone: CoalescedZone): void {
+    this.#sys.requireExtension("KVM_CAP_COALESCED_MMIO", "coalesced MMIO zones");
+    if (zone.pio) this.#sys.requireExtension("KVM_CAP_COALESCED_PIO", "coalesced PIO zones");
+    const b = new StructBuf(KVM_COALESCED_MMIO_ZONE);
+    b.set("addr", zone.addr);
+    b.set("size", zone.size);
+    b.set("pio", zone.pio ? 1 : 0);
+    ioctlBuf(this.fd, name, b.u8, `${zone.pio ? "pio" : "mmio"} zone ${hx(zone.addr)} size ${hx(zone.size)}`);
+  }
+
+  /** KVM_REGISTER_COALESCED_MMIO (checks KVM_CAP_COALESCED_MMIO, and KVM_CAP_COALESCED_PIO for a PIO zone). */
+  registerCoalescedMmio(zone: CoalescedZone): void {
+    this.#zoneIoctl("KVM_REGISTER_COALESCED_MMIO", zone);
+  }
+
+  /** KVM_UNREGISTER_COALESCED_MMIO: removes every zone of the bus containing the range (none: still 0). */
+  unregisterCoalescedMmio(zone: CoalescedZone): void {
+    this.#zoneIoctl("KVM_UNREGISTER_COALESCED_MMIO", zone);
+  }
+
+  /**
+   * The ring page: page KVM_CHECK_EXTENSION(KVM_CAP_COALESCED_MMIO) of the
+   * first vCPU's kvm_run mapping (KVM maps the same page into every vCPU's).
+   */
+  coalescedRing(): Uint8Array {
+    if (this.#ring) return this.#ring;
+    const page = this.#sys.requireExtension("KVM_CAP_COALESCED_MMIO", "the coalesced MMIO ring");
+    const v = this.#vcpus[0];
+    if (!v) {
+      throw new KvmUnsupportedError(
+        "the coalesced MMIO ring",
+        "KVM maps it into each vCPU's kvm_run mmap: add a vCPU first",
+      );
+    }
+    const off = page * COALESCED_RING_BYTES;
+    const u8 = v.kvmRun.u8;
+    if (off + COALESCED_RING_BYTES > u8.byteLength) {
+      throw new KvmIoctlError(
+        "KVM_CHECK_EXTENSION",
+        22,
+        `KVM_CAP_COALESCED_MMIO answers page ${page}, beyond the ${u8.byteLength}-byte vCPU mmap`,
+      );
+    }
+    return this.#ring = u8.subarray(off, off + COALESCED_RING_BYTES);
+  }
+
   createVcpu(id: number, cpuid: readonly CpuidEntry[]): KvmVcpuFd {
     const v = createVcpuFd(this.fd, id, this.#sys.vcpuMmapSize, cpuid);
     this.#vcpus.push(v);
@@ -149,6 +200,7 @@ export class KvmVmFd implements VmBackend {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#ring = undefined;
     for (const v of this.#vcpus) v.close();
     libc().close(this.fd);
     for (const m of this.#maps.values()) libc().munmap(m.ptr, BigInt(m.size));

@@ -1,0 +1,282 @@
+/**
+ * Coalesced MMIO/PIO (KVM_REGISTER_COALESCED_MMIO; Linux
+ * virt/kvm/coalesced_mmio.c): the zone type and its checks, KVM's
+ * "wholly inside" test, and the reader of the ring both backends share.
+ *
+ * The ring is one page: `struct kvm_coalesced_mmio_ring { u32 first, last; }`
+ * then KVM_COALESCED_MMIO_MAX (170) `struct kvm_coalesced_mmio` entries. The
+ * producer (KVM, or the simulator's core) writes entry `last`, then publishes
+ * `last = (last + 1) % MAX`; it never fills the slot before `first`, so at
+ * most 169 writes are pending. The consumer reads entries from `first` to
+ * `last` and advances `first`.
+ *
+ * Several Workers may drain one ring (the simulator's ring is in shared
+ * memory): each entry is read (copied) first and then claimed with
+ * `Atomics.compareExchange` on `first`; a failed claim retries from the fresh
+ * `first`. On a plain ArrayBuffer (the KVM backend's mmap view, which only
+ * this thread drains) `first` is a plain store.
+ *
+ * @module
+ */
+import { field, layOut } from "../abi/layout.ts";
+import {
+  COALESCED_RING_BYTES,
+  KVM_COALESCED_MMIO,
+  KVM_COALESCED_MMIO_MAX,
+  KVM_COALESCED_MMIO_RING,
+} from "../abi/coalesced.ts";
+import { InvalidArgumentError, KvmsimError } from "../errors.ts";
+import type { ExitOutcome } from "./outcome.ts";
+
+export { KVM_COALESCED_MMIO_MAX };
+
+/** One zone (`struct kvm_coalesced_mmio_zone`): guest writes wholly inside `[addr, addr+size)` are coalesced. */
+export interface CoalescedZone {
+  /** First GPA (MMIO) or port (PIO). */
+  addr: number;
+  /** Bytes (0..2^32-1; KVM accepts 0, and such a zone coalesces nothing: see {@link zoneTakesWrite}). */
+  size: number;
+  /** PIO bus (KVM's `pio = 1`) instead of the MMIO bus. */
+  pio: boolean;
+}
+
+/**
+ * Receives one coalesced write: the bus, the port or GPA, the length (1..8)
+ * and the bytes (little-endian). `data` is a reused buffer, valid only during
+ * the call. Return nothing (or resume) to go on; any other outcome stops the
+ * drain after this entry, which is consumed.
+ */
+export type CoalescedSink = (isPio: boolean, addr: number, len: number, data: Uint8Array) => ExitOutcome | void;
+
+/** The ring's `first`/`last` or an entry is not something a producer could have written. */
+export class CoalescedRingError extends KvmsimError {
+  constructor(detail: string) {
+    super("coalesced_ring", `coalesced MMIO ring: ${detail}`);
+  }
+}
+
+/** More zones than the simulator's VM control block holds (KVM: ENOSPC, at its IO-bus limit). */
+export class CoalescedZoneLimitError extends KvmsimError {
+  constructor(readonly limit: number, readonly zone: CoalescedZone) {
+    super(
+      "coalesced_zone_limit",
+      `coalesced ${zone.pio ? "PIO" : "MMIO"} zone 0x${zone.addr.toString(16)}+0x${zone.size.toString(16)}: ` +
+        `all ${limit} zones are in use (ENOSPC): unregister one first`,
+    );
+  }
+}
+
+const hex = (v: number) => `0x${v.toString(16)}`;
+const TWO_53 = 2 ** 53;
+
+/**
+ * Check a zone as KVM_REGISTER/UNREGISTER_COALESCED_MMIO take it and return a
+ * plain copy. KVM itself checks only `pio` (0 or 1, else EINVAL); it accepts
+ * `size` 0 (the zone then matches no write), sizes of 2^31 and more (see
+ * {@link zoneTakesWrite}) and PIO zones above port 0xffff (registered on the
+ * PIO bus; no port access reaches them) — all mirrored.
+ * What is refused here is what a `struct kvm_coalesced_mmio_zone` cannot
+ * carry: a negative, fractional or inexact `addr`, a `size` outside u32, an end
+ * beyond 2^53, a non-boolean `pio`.
+ */
+export function checkCoalescedZone(zone: CoalescedZone, what = "coalesced zone"): CoalescedZone {
+  if (typeof zone !== "object" || zone === null) {
+    throw new InvalidArgumentError(what, `${String(zone)}: expected {addr, size, pio}`);
+  }
+  const { addr, size, pio } = zone;
+  if (typeof pio !== "boolean") {
+    throw new InvalidArgumentError(
+      `${what} pio`,
+      `${String(pio)}: expected a boolean (KVM's pio field is 0 for the MMIO bus or 1 for the PIO bus)`,
+    );
+  }
+  if (typeof addr !== "number" || !Number.isSafeInteger(addr) || addr < 0) {
+    throw new InvalidArgumentError(
+      `${what} addr`,
+      `${String(addr)}: expected a non-negative safe integer (a ${pio ? "port" : "guest physical address"})`,
+    );
+  }
+  if (typeof size !== "number" || !Number.isInteger(size) || size < 0 || size > 0xffffffff) {
+    throw new InvalidArgumentError(`${what} size`, `${String(size)}: expected an integer 0..0xffffffff (a u32)`);
+  }
+  if (addr > TWO_53 - size) {
+    throw new InvalidArgumentError(
+      what,
+      `${hex(addr)} + ${hex(size)} ends beyond 2^53: expected addr + size <= 2^53 (exact as a number)`,
+    );
+  }
+  return { addr, size, pio };
+}
+
+/**
+ * KVM's coalesced_mmio_in_range: `[addr, addr+len)` lies wholly inside the
+ * zone. `len` is a C `int` there, so a length of 2^31 or more (as an
+ * unregister size) matches nothing.
+ */
+export function zoneContains(zone: CoalescedZone, addr: number, len: number): boolean {
+  if ((len | 0) < 0) return false;
+  return addr >= zone.addr && addr + len <= zone.addr + zone.size;
+}
+
+/**
+ * Whether KVM coalesces a write of `len` bytes at `addr` into `zone` (the
+ * reference for the simulator's core; observed on /dev/kvm, Linux 6.18): the
+ * write lies wholly inside the zone (coalesced_mmio_in_range) and the IO bus
+ * finds the zone. The bus keeps the zone's length as a C `int`, so a size of
+ * 2^31 or more is negative there and its end becomes `addr + size - 2^32`
+ * (wrapping): such a zone is found only when `addr + size < 2^32`; otherwise it
+ * coalesces nothing. A size-0 zone contains no write.
+ */
+export function zoneTakesWrite(zone: CoalescedZone, addr: number, len: number): boolean {
+  if (zone.size >= 0x80000000 && zone.addr + zone.size >= 0x100000000) return false;
+  return len > 0 && zoneContains(zone, addr, len);
+}
+
+/**
+ * The zones left after KVM_UNREGISTER_COALESCED_MMIO of `arg`: every zone on
+ * the same bus that contains `[arg.addr, arg.addr + arg.size)` goes (so a
+ * size-0 argument removes every zone containing `arg.addr`, including one
+ * ending exactly there); no match is not an error. Order is kept.
+ */
+export function zonesAfterUnregister(zones: readonly CoalescedZone[], arg: CoalescedZone): CoalescedZone[] {
+  return zones.filter((z) => z.pio !== arg.pio || !zoneContains(z, arg.addr, arg.size));
+}
+
+// ---- the ring ----
+
+const RING = layOut(KVM_COALESCED_MMIO_RING);
+const ENTRY = layOut(KVM_COALESCED_MMIO);
+const word = (byteOffset: number, what: string): number => {
+  if (byteOffset % 4 !== 0) throw new TypeError(`${what} at byte ${byteOffset} is not u32-aligned`);
+  return byteOffset / 4;
+};
+const W_FIRST = word(field(RING, "first").offset, "ring.first");
+const W_LAST = word(field(RING, "last").offset, "ring.last");
+const W_ENTRIES = word(RING.size, "ring entries");
+const W_ENTRY = word(ENTRY.size, "entry size");
+const W_ADDR = word(field(ENTRY, "phys_addr").offset, "entry.phys_addr");
+const W_LEN = word(field(ENTRY, "len").offset, "entry.len");
+const W_PIO = word(field(ENTRY, "pio").offset, "entry.pio");
+const DATA = field(ENTRY, "data").offset;
+const DATA_MAX = field(ENTRY, "data").count;
+const MAX = KVM_COALESCED_MMIO_MAX;
+if (RING.size + MAX * ENTRY.size > COALESCED_RING_BYTES) {
+  throw new TypeError(`${MAX} ring entries of ${ENTRY.size} bytes do not fit a ${COALESCED_RING_BYTES}-byte page`);
+}
+
+/**
+ * A reader over one ring page. Make it once per page (it holds the views and
+ * the reused data buffers); {@link drainCoalesced} keeps one per page.
+ */
+export class CoalescedRing {
+  /** The ring page. */
+  readonly page: Uint8Array;
+  /** The page lives in a SharedArrayBuffer: `first` is claimed with Atomics. */
+  readonly shared: boolean;
+  /** The non-resume outcome that ended the last {@link drain}, else undefined. */
+  outcome: ExitOutcome | undefined = undefined;
+  readonly #u32: Uint32Array;
+  readonly #i32: Int32Array | undefined;
+  /** `#data[len]`: the reused `len`-byte buffer handed to the sink. */
+  readonly #data: Uint8Array[] = [];
+
+  constructor(page: Uint8Array) {
+    if (page.byteLength < COALESCED_RING_BYTES || page.byteOffset % 8 !== 0) {
+      throw new InvalidArgumentError(
+        "coalesced ring",
+        `a ${page.byteLength}-byte view at byte ${page.byteOffset}: expected a ${COALESCED_RING_BYTES}-byte page, ` +
+          `8-aligned`,
+      );
+    }
+    this.page = page.subarray(0, COALESCED_RING_BYTES);
+    this.shared = typeof SharedArrayBuffer !== "undefined" && page.buffer instanceof SharedArrayBuffer;
+    this.#u32 = new Uint32Array(page.buffer, page.byteOffset, COALESCED_RING_BYTES / 4);
+    this.#i32 = this.shared ? new Int32Array(page.buffer, page.byteOffset, 2) : undefined;
+    for (let len = 0; len <= DATA_MAX; len++) this.#data.push(new Uint8Array(len));
+  }
+
+  /** `first` (the next entry to consume). */
+  get first(): number {
+    return this.#i32 ? Atomics.load(this.#i32, W_FIRST) >>> 0 : this.#u32[W_FIRST]!;
+  }
+
+  /** `last` (the next slot the producer fills). */
+  get last(): number {
+    return this.#i32 ? Atomics.load(this.#i32, W_LAST) >>> 0 : this.#u32[W_LAST]!;
+  }
+
+  /** Entries are pending (`first !== last`): two u32 loads, no validation. */
+  pending(): boolean {
+    const w = this.#u32;
+    return w[W_FIRST] !== w[W_LAST];
+  }
+
+  /**
+   * Hand the pending entries, oldest first, to `sink`; stop after an entry
+   * whose outcome is not resume (kept in {@link outcome}). Returns the number
+   * of entries consumed. Throws {@link CoalescedRingError} when `first` or
+   * `last` is out of range or an entry's len/pio is impossible.
+   */
+  drain(sink: CoalescedSink): number {
+    this.outcome = undefined;
+    const w = this.#u32, i32 = this.#i32, data = this.#data;
+    let n = 0;
+    for (;;) {
+      const first = i32 ? Atomics.load(i32, W_FIRST) >>> 0 : w[W_FIRST]!;
+      const last = i32 ? Atomics.load(i32, W_LAST) >>> 0 : w[W_LAST]!;
+      if (first >= MAX || last >= MAX) {
+        throw new CoalescedRingError(
+          `first ${first}, last ${last}: expected both below KVM_COALESCED_MMIO_MAX (${MAX})`,
+        );
+      }
+      if (first === last) return n;
+      const e = W_ENTRIES + first * W_ENTRY;
+      const lo = w[e + W_ADDR]!, hi = w[e + W_ADDR + 1]!, len = w[e + W_LEN]!, pio = w[e + W_PIO]!;
+      if (len < 1 || len > DATA_MAX || pio > 1 || hi >= 0x200000) {
+        // Another drainer may have claimed the slot and the producer refilled it mid-read.
+        if (i32 && (Atomics.load(i32, W_FIRST) >>> 0) !== first) continue;
+        throw new CoalescedRingError(
+          `entry ${first}: phys_addr 0x${(hi * 2 ** 32 + lo).toString(16)} len ${len} pio ${pio}: ` +
+            `expected len 1..${DATA_MAX}, pio 0 or 1, phys_addr below 2^53`,
+        );
+      }
+      const buf = data[len]!;
+      const src = this.page, at = first * ENTRY.size + RING.size + DATA;
+      for (let i = 0; i < len; i++) buf[i] = src[at + i]!;
+      const next = first + 1 === MAX ? 0 : first + 1;
+      if (i32) {
+        if (Atomics.compareExchange(i32, W_FIRST, first, next) !== first) continue; // claimed elsewhere: re-read
+      } else {
+        w[W_FIRST] = next;
+      }
+      n++;
+      const r = sink(pio === 1, hi * 4294967296 + lo, len, buf);
+      if (r !== undefined && r.kind !== "resume") {
+        this.outcome = r;
+        return n;
+      }
+    }
+  }
+}
+
+const readers = new WeakMap<Uint8Array, CoalescedRing>();
+
+/** The (cached) reader of a ring page. */
+export function coalescedRing(page: Uint8Array): CoalescedRing {
+  let r = readers.get(page);
+  if (r === undefined) readers.set(page, r = new CoalescedRing(page));
+  return r;
+}
+
+/**
+ * Drain the ring page `ring` into `sink` (see {@link CoalescedRing.drain}):
+ * entries from `first` to `last`, stopping after one whose outcome is not
+ * resume. Returns how many entries were consumed.
+ *
+ * ```ts
+ * drainCoalesced(vm.coalescedRing(), (pio, addr, len, data) => void log.push([pio, addr, data[0]]));
+ * ```
+ */
+export function drainCoalesced(ring: Uint8Array, sink: CoalescedSink): number {
+  return coalescedRing(ring).drain(sink);
+}
