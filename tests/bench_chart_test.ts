@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { chartOrder, escapeXml, renderChart } from "../bench/chart.ts";
 import { resultFiles } from "../bench/main.ts";
 import { pairingOf } from "../bench/peers/pairing.ts";
-import { peerRow, type ResultRow, resultRow } from "../bench/report.ts";
+import { peerRow, type ResultRow, resultRow, rowRate } from "../bench/report.ts";
 import { summarize } from "../bench/stats.ts";
 import { benchPath } from "./support/bench_paths.ts";
 
@@ -96,7 +96,7 @@ Deno.test("chart: log-scale bar widths grow with the rate; a bar per row even wi
   const widths = [...svg.matchAll(/class="bar" x="[\d.]+" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
   const order = chartOrder(rs).flat();
   assert.equal(widths.length, order.length);
-  const byRate = order.map((r, i) => ["exits_per_s" in r ? r.exits_per_s : r.instr_per_s, widths[i]!] as const).sort((
+  const byRate = order.map((r, i) => [rowRate(r), widths[i]!] as const).sort((
     a,
     b,
   ) => a[0] - b[0]);

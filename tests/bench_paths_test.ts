@@ -1,4 +1,4 @@
-// The paths of tracking issue 4 §1 (io-in, string-io, mmio-read, in-kernel CPUID/RDMSR, user-space RDMSR,
+// The paths of tracking issue 4 §1 (io-in, string-in, mmio-read, in-kernel CPUID/RDMSR, user-space RDMSR,
 // INT3 debug exits): each runs briefly on the core through measure(), whose work checks throw on a miss,
 // and the checks catch a handler that does not do its part. Not timed.
 import assert from "node:assert/strict";
@@ -13,7 +13,12 @@ import {
   type BenchPath,
   checkPaths,
   PATHS,
+  streamByte,
+  streamBytes,
+  streamSum,
+  STRING_IO_BUF,
   STRING_IO_BYTES,
+  stringInCheck,
 } from "../bench/paths.ts";
 import { resultRow } from "../bench/report.ts";
 import { BenchPathError, firstStepOf, measure, preparePath } from "../bench/run_path.ts";
@@ -22,7 +27,7 @@ import { benchPath } from "./support/bench_paths.ts";
 
 const NEW = [
   "io-in/switch",
-  "string-io/switch",
+  "string-in/switch",
   "mmio-read/switch",
   "cpuid-inkernel/budget",
   "msr-inkernel/budget",
@@ -46,10 +51,10 @@ for (const id of NEW) {
   });
 }
 
-Deno.test("new paths: a valid table, unit exits, string-io reports bytes", () => {
+Deno.test("new paths: a valid table, unit exits, string-in reports bytes", () => {
   assert.deepEqual(checkPaths(PATHS), []);
   for (const id of NEW) assert.equal(benchPath(id).unit, "exits", id);
-  const r = resultRow(benchPath("string-io/switch"), summarize([1000]));
+  const r = resultRow(benchPath("string-in/switch"), summarize([1000]));
   assert.equal(r.bytes_per_unit, STRING_IO_BYTES);
   assert.equal(r.bytes_per_s, 1000 * STRING_IO_BYTES);
   assert.equal("bytes_per_s" in resultRow(benchPath("io-in/switch"), summarize([1000])), false);
@@ -87,8 +92,18 @@ Deno.test("checks: a user-space RDMSR handler that never calls setData is caught
 
 Deno.test("checks: string IO bytes, and an INT3 handler that does not move RIP", () => {
   throwsCheck(
-    withFn(benchPath("string-io/switch"), (_d: Uint8Array, sink: { calls: number }) => sink.calls++),
-    /byte sum 0 over \d+ exits: expected \d+ × 16 × 0x5a/,
+    withFn(benchPath("string-in/switch"), (_d: Uint8Array, sink: { calls: number }) => sink.calls++),
+    /handler supplied byte sum 0 over \d+ exits: expected \d+ \(stream bytes \d+ … \d+\)/,
+  );
+  // Counts and sums like the real device but does not fill the data: the guest buffer gives it away.
+  const noFill = (d: Uint8Array, sink: { calls: number; sum: number }) => {
+    const base = sink.calls * d.length;
+    for (let i = 0; i < d.length; i++) sink.sum = (sink.sum + streamByte(base + i)) | 0;
+    sink.calls++;
+  };
+  throwsCheck(
+    withFn(benchPath("string-in/switch"), noFill),
+    /^string-in\/broken: buffer at 0x8000 holds 00 00 .* after \d+ exits: expected exit \d+'s stream bytes/,
   );
   // RIP stays on the INT3: the same breakpoint exits again, nothing after it retires.
   throwsCheck(
@@ -174,3 +189,109 @@ Deno.test("raw/alu-mem: a guest result that differs from the loop's is caught", 
   fresh.vcpu.setRegs({ r8: fresh.vcpu.getRegs().r8 + 1n });
   assert.throws(() => measure(fresh, 2, firstStepOf(p)), /guest result: .*r8d \d+ \(expected \d+\)/);
 });
+
+// string-in/switch: the REP INSB of 16 bytes is one KVM_EXIT_IO (in, count 16); the handler's byte-counter stream
+// reaches the guest buffer.
+
+Deno.test("string-in: the stream, its sum and the buffer check by hand", () => {
+  assert.deepEqual([0, 1, 255, 256, 300].map(streamByte), [0, 1, 255, 0, 44]);
+  for (const n of [0, 1, 2, 16, 255, 256, 257, 1000, 4096 + 17]) {
+    let s = 0;
+    for (let j = 0; j < n; j++) s = (s + streamByte(j)) | 0;
+    assert.equal(streamSum(n), s, `streamSum(${n})`);
+  }
+  // 2^32 / 32640 ≈ 131 582 full rounds: the sum wraps like the handler's.
+  assert.equal(streamSum(256 * 200_000), Math.imul(200_000, 32640) | 0);
+  const sink = { calls: 0, sum: 0 };
+  const d = new Uint8Array(16);
+  streamBytes(d, sink);
+  streamBytes(d, sink);
+  assert.deepEqual([...d], Array.from({ length: 16 }, (_, i) => 16 + i));
+  assert.deepEqual(sink, { calls: 2, sum: streamSum(32) });
+  const mem = new Uint8Array(0x10000);
+  const read = (gpa: number, len: number) => mem.subarray(gpa, gpa + len);
+  mem.set(Array.from({ length: 16 }, (_, i) => 0x30 + i), 0x8000);
+  assert.equal(stringInCheck(read, 0x8000, 16, 5), undefined, "exit 3's bytes 0x30… after 5 exits");
+  assert.match(
+    stringInCheck(read, 0x8000, 16, 4)!,
+    /holds 30 31 .* after 4 exits: expected exit 2's stream bytes 20 21/,
+  );
+  assert.match(stringInCheck(read, 0x8000, 16, 1)!, /1 exits: expected at least 2/);
+});
+
+Deno.test("string-in/switch: every exit is IN from the port with count 16, and the guest buffer gets the stream", () => {
+  const p = benchPath("string-in/switch");
+  assert.equal(p.handler.kind, "pio-ins");
+  const prep = preparePath(p);
+  for (let k = 0; k < 20; k++) {
+    const e = prep.vcpu.run();
+    assert.ok(e.reason === "io", e.reason);
+    assert.deepEqual([e.direction, e.port, e.size, e.count], ["in", 0x10, 1, STRING_IO_BYTES], `exit ${k}`);
+    streamBytes(e.data, prep.sink);
+    if (k >= 1) assert.equal(stringInCheck((a, n) => prep.vm.readGuest(a, n), STRING_IO_BUF, 16, k + 1), undefined);
+  }
+  // Exits 0 … 18 completed: 19 REP INSBs of 4 instructions each after `mov edx`, and the 20th's mov edi, mov ecx.
+  assert.equal(prep.vcpu.instructions, 1 + 19 * 4 + 2);
+  assert.equal(prep.vcpu.getRegs().rdi, BigInt(STRING_IO_BUF));
+});
+
+// io-out/coalesced, mmio-write/coalesced: the io-out / mmio-write loops with the address in a coalesced zone; the
+// unit is writes delivered to the TS device (the ring drained by runUntil, plus the ring-full exits).
+
+for (const id of ["io-out/coalesced", "mmio-write/coalesced"]) {
+  Deno.test(`${id}: every write reaches the device, the ring does most of them, retired instructions agree`, () => {
+    const p = benchPath(id);
+    assert.equal(p.unit, "writes");
+    assert.equal(p.loop, "runUntil");
+    const h = p.handler;
+    assert.ok(h.kind === "coalesced-write");
+    const prep = preparePath(p);
+    assert.deepEqual(prep.vm.coalescedZones(), [{ addr: h.addr, size: h.size, pio: h.pio }]);
+    const s = measure(prep, 5, firstStepOf(p));
+    assert.ok(s.units > 1000, `${s.units} writes`);
+    // measure() checked calls = writes, sum = writes × 0x5a and instructions = 2 × writes ± 4; again by hand:
+    assert.ok(Math.abs(s.instructions - 2 * s.units) <= 4, `${s.instructions} instructions for ${s.units} writes`);
+    assert.equal(prep.sink.calls, s.units, "no write before the sample (preparePath runs nothing)");
+    assert.equal(prep.sink.sum, Math.imul(s.units, BENCH_BYTE) | 0);
+    const r = resultRow(p, summarize([5e6]));
+    assert.ok("writes_per_s" in r && r.writes_per_s === 5e6 && r.ns_per_write === 200);
+    assert.match(p.description, /unit: writes delivered to the device, not exits/);
+  });
+}
+
+Deno.test("coalesced checks: a zone that no longer coalesces, a device that drops writes, a wrong loop", () => {
+  const p = benchPath("io-out/coalesced");
+  const h = p.handler as Extract<BenchPath["handler"], { kind: "coalesced-write" }>;
+  // Unregistered after setup: every OUT exits (0 coalesced writes per exit), which is io-out/runUntil, not this path.
+  const prep = preparePath(p);
+  prep.vm.unregisterCoalescedMmio({ addr: h.addr, size: h.size, pio: h.pio });
+  assert.throws(
+    () => measure(prep, 2, 1000),
+    (e) =>
+      e instanceof BenchPathError &&
+      /^io-out\/coalesced: 0 coalesced writes over 8 exits: expected at least 85 per exit/.test(e.message),
+  );
+  // A device that counts every other write only.
+  let n = 0;
+  const dropHalf = (d: Uint8Array, sink: { calls: number; sum: number }) => {
+    if (n++ % 2 === 0) countByteLike(d, sink);
+  };
+  throwsCheck(withFn(p, dropHalf), /^io-out\/broken: device called \d+ times for \d+ coalesced writes \+ \d+ exits/);
+  // A device that sees the writes but records the wrong byte.
+  const wrongByte = (_d: Uint8Array, sink: { calls: number; sum: number }) => {
+    sink.calls++;
+    sink.sum = (sink.sum + 1) | 0;
+  };
+  throwsCheck(withFn(p, wrongByte), /handler saw byte sum \d+ over \d+ writes: expected \d+ × 0x5a/);
+  // Retired instructions are the guest's own count: 3 per write is not what the loop does.
+  throwsCheck({ ...p, instructionsPerUnit: 3 }, /instructions retired for \d+ writes: expected \d+ ± 6/);
+  assert.deepEqual(checkPaths([{ ...p, loop: "switch" }, { ...p, path: "io-out/coalesced2", unit: "exits" }]), [
+    `io-out/coalesced: handler "coalesced-write" measures writes with loop "runUntil", got unit writes loop switch`,
+    `io-out/coalesced2: handler "coalesced-write" measures writes with loop "runUntil", got unit exits loop runUntil`,
+  ]);
+});
+
+function countByteLike(d: Uint8Array, sink: { calls: number; sum: number }): void {
+  sink.calls++;
+  sink.sum = (sink.sum + d[0]!) | 0;
+}

@@ -19,6 +19,7 @@ import {
 import { instructionsPerChunk, MARKER_PORT } from "../bench/peers/chunked.ts";
 import { PeerCheckError } from "../bench/peers/peer.ts";
 import { runPeerAlone } from "../bench/peers/pairing.ts";
+import { rowRate } from "../bench/report.ts";
 import { loopsFor, measureProcessLoop } from "../bench/peers/process_peer.ts";
 import { assertProcessPeerExtraRows, benchPath } from "./support/bench_paths.ts";
 
@@ -65,11 +66,11 @@ Deno.test("bochs tick check: reset jump + xor + chunks × instructions + exit se
     `shut down at tick ${want - 2}: expected ${want} (= instructions of 40 chunks and the exit sequence)`,
   );
   assert.match(bochsEndProblem("00000000000p[MEM0  ] >>PANIC<< ROM: couldn't open\n", io, 40)!, /no "Shutdown port/);
-  // string-io: Bochs ticks once per REP iteration (16 per OUTSB, 16 for the buffer's STOSB).
-  const str = { kind: "string-io", iterations: 10 } as const;
+  // string-in: Bochs ticks once per REP iteration (16 per INSB); no prologue.
+  const str = { kind: "string-in", iterations: 10 } as const;
   assert.equal(BOCHS_REP_TICKS, true);
-  assert.equal(bochsExpectedTicks(str, 3), 2 + (3 + 16) + 3 * (4 + 10 * (4 + 16) + 7) + 16);
-  assert.notEqual(bochsExpectedTicks(str, 3), 2 + 4 + 3 * instructionsPerChunk(str) + 16);
+  assert.equal(bochsExpectedTicks(str, 3), 2 + 3 * (2 + 10 * (4 + 16) + 7) + 16);
+  assert.notEqual(bochsExpectedTicks(str, 3), 2 + 3 * instructionsPerChunk(str) + 16);
 });
 
 Deno.test("bochs loops follow --filter through compared_to", () => {
@@ -110,14 +111,14 @@ Deno.test("bochs peer: a short real run gives tick-checked rows — or is skippe
     ["mmio-write/unassigned", "bochs", "exits", "mmio-write/switch"],
   ]);
   for (const r of out.rows) {
-    const rate = "exits_per_s" in r ? r.exits_per_s : r.instr_per_s;
+    const rate = rowRate(r);
     assert.ok(Number.isFinite(rate) && rate > 1e5, `${r.path}: rate ${rate}`);
     assert.ok(r.min <= rate && rate <= r.max && r.runs === 1);
   }
   assert.ok(lines.some((l) => /hlt\/runUntil not run on bochs: Bochs has no HLT exit/.test(l)), lines.join("\n"));
 });
 
-Deno.test("bochs peer: io-in, mmio-read, string-io, cpuid and msr rows, tick-checked, from short real runs", {
+Deno.test("bochs peer: io-in, mmio-read, string-in, cpuid and msr rows, tick-checked, from short real runs", {
   ignore: MISSING !== undefined,
 }, async () => {
   await assertProcessPeerExtraRows(bochsPeer);

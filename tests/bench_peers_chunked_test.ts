@@ -70,7 +70,7 @@ Deno.test("chunked program: mmio-write enters unreal mode once, then `mov [ebx],
   assert.equal(prologueInstructions({ kind: "io-out", rounds: 1 }), 0);
 });
 
-Deno.test("chunked program: cpuid, rdmsr and string-io bodies count in edi; string-io keeps the chunk counter in ebp", () => {
+Deno.test("chunked program: cpuid and rdmsr bodies count in edi, string-in in ebp (INSB moves di)", () => {
   const h = (body: Parameters<typeof chunkedProgram>[0]) =>
     hex(assemble(chunkedProgram(body, 4, ""), { bits: 16, origin: 0 }).bytes);
   const cpuid = h({ kind: "cpuid", iterations: 0x100 });
@@ -83,20 +83,21 @@ Deno.test("chunked program: cpuid, rdmsr and string-io bodies count in edi; stri
     msr.includes("66 b9 77 02 00 00 66 bf 00 01 00 00 0f 32 66 4f 75 fa"),
     `mov ecx, 0x277; rdmsr loop: ${msr}`,
   );
-  const str = h({ kind: "string-io", iterations: 2 });
-  // Prologue: mov di, 0x8000; mov cx, 16; mov al, 0x5a; rep stosb (ES = 0 after reset).
-  assert.ok(str.startsWith("66 31 f6 bf 00 80 b9 10 00 b0 5a f3 aa"), str);
-  assert.ok(str.includes("66 89 f5 ba 10 00"), `mov ebp, esi; mov dx, port: ${str}`);
-  assert.ok(str.includes("be 00 80 b9 10 00 f3 6e 66 4f 75 f4 66 89 ee"), `outsb loop, then mov esi, ebp: ${str}`);
+  const str = h({ kind: "string-in", iterations: 2 });
+  // No prologue: xor esi, esi; mov dx, port; mov ebp, 2; then mov di, 0x8000; mov cx, 16; rep insb; dec ebp; jnz;
+  // the marker's mov ax, si follows (ES = 0 after reset).
+  assert.ok(
+    str.startsWith("66 31 f6 ba 10 00 66 bd 02 00 00 00 bf 00 80 b9 10 00 f3 6c 66 4d 75 f4 89 f0"),
+    `insb loop: ${str}`,
+  );
   assert.throws(() => chunkedProgram({ kind: "cpuid", iterations: 0 }, 4, ""), /cpuid chunk iterations 0: expected/);
-  assert.equal(prologueInstructions({ kind: "string-io", iterations: 1 }), 4);
+  assert.equal(prologueInstructions({ kind: "string-in", iterations: 1 }), 0);
   const inb = h({ kind: "io-in", rounds: 2 });
   assert.ok(inb.includes("ba 10 00 bb 02 00 31 c9 ec e2 fd 4b 75 f8"), `mov dx; mov bx, 2; in al, dx; loop: ${inb}`);
   const rd = h({ kind: "mmio-read", rounds: 2 });
   assert.ok(rd.startsWith("66 31 f6 fa 2e 0f 01 16"), `unreal-mode entry first: ${rd}`);
   assert.ok(rd.includes("66 bb 00 00 00 d0 bf 02 00 31 c9 67 8a 03 e2 fb"), `mov al, [ebx]; loop: ${rd}`);
   assert.equal(prologueInstructions({ kind: "mmio-read", rounds: 1 }), 11);
-  assert.equal(prologueInstructions({ kind: "string-io", iterations: 1 }, true), 3 + 16);
 });
 
 Deno.test("chunk arithmetic: units and retired instructions per chunk", () => {
@@ -114,10 +115,11 @@ Deno.test("chunk arithmetic: units and retired instructions per chunk", () => {
   assert.equal(unitsPerChunk({ kind: "cpuid", iterations: 1000 }), 1000);
   assert.equal(instructionsPerChunk({ kind: "cpuid", iterations: 1000 }), 1 + 4000 + 7);
   assert.equal(instructionsPerChunk({ kind: "rdmsr", iterations: 1000 }), 2 + 3000 + 7);
-  // string-io: the REP OUTSB retires once, or (repIterations) once per byte.
-  assert.equal(unitsPerChunk({ kind: "string-io", iterations: 10 }), 10);
-  assert.equal(instructionsPerChunk({ kind: "string-io", iterations: 10 }), 4 + 10 * 5 + 7);
-  assert.equal(instructionsPerChunk({ kind: "string-io", iterations: 10 }, true), 4 + 10 * 20 + 7);
+  // string-in: mov dx, mov ebp, then per iteration mov di, mov cx, the REP INSB (retires once, or with
+  // repIterations once per byte), dec ebp, jnz.
+  assert.equal(unitsPerChunk({ kind: "string-in", iterations: 10 }), 10);
+  assert.equal(instructionsPerChunk({ kind: "string-in", iterations: 10 }), 2 + 10 * 5 + 7);
+  assert.equal(instructionsPerChunk({ kind: "string-in", iterations: 10 }, true), 2 + 10 * 20 + 7);
 });
 
 Deno.test("markers: 0x80 | chunk index, text bytes kept aside, an out-of-sequence marker is reported", () => {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { findOnPath } from "../bench/peers/chunked.ts";
 import { PeerCheckError } from "../bench/peers/peer.ts";
 import { runPeerAlone } from "../bench/peers/pairing.ts";
+import { rowRate } from "../bench/report.ts";
 import { loopsFor, measureProcessLoop } from "../bench/peers/process_peer.ts";
 import {
   QEMU_BINARY,
@@ -54,19 +55,25 @@ Deno.test("qemu loops follow --filter through compared_to", () => {
   assert.deepEqual(loopsFor(QEMU_LOOPS, [benchPath("io-out/runUntil"), benchPath("hlt/switch")]), []);
   assert.deepEqual(
     loopsFor(QEMU_LOOPS, [
-      benchPath("string-io/switch"),
+      benchPath("string-in/switch"),
       benchPath("cpuid-inkernel/budget"),
       benchPath("msr-inkernel/budget"),
     ]).map((
       l,
     ) => [l.spec.path, l.body.kind]),
-    [["string-io/unassigned-port", "string-io"], ["cpuid-inkernel/loop", "cpuid"], ["msr-inkernel/loop", "rdmsr"]],
+    [["string-in/unassigned-port", "string-in"], ["cpuid-inkernel/loop", "cpuid"], ["msr-inkernel/loop", "rdmsr"]],
   );
   const plan = qemuPeer.plan([benchPath("hlt/switch"), benchPath("debug-int3/switch"), benchPath("io-out/switch")]);
   assert.deepEqual(plan.loops.map((l) => l.spec.path), ["io-out/unassigned-port"]);
   assert.equal(plan.notes.length, 2);
   assert.match(plan.notes[0]!, /^hlt\/switch not run on qemu: TCG has no HLT exit/);
   assert.match(plan.notes[1]!, /^debug-int3\/switch not run on qemu: a guest INT3 goes to the guest's IDT/);
+  const coalesced = qemuPeer.plan([benchPath("mmio-write/coalesced")]);
+  assert.deepEqual(coalesced.loops, []);
+  assert.match(
+    coalesced.notes[0]!,
+    /^mmio-write\/coalesced not run on qemu: TCG dispatches every MMIO write .* -accel kvm$/,
+  );
 });
 
 Deno.test("qemu peer: a short real run gives checked rows — or is skipped naming the install command", async () => {
@@ -91,14 +98,14 @@ Deno.test("qemu peer: a short real run gives checked rows — or is skipped nami
     ["io-out/unassigned-port", "qemu", "exits", "io-out/switch"],
   ]);
   for (const r of out.rows) {
-    const rate = "exits_per_s" in r ? r.exits_per_s : r.instr_per_s;
+    const rate = rowRate(r);
     assert.ok(Number.isFinite(rate) && rate > 1e5, `${r.path}: rate ${rate}`);
     assert.ok(r.min <= rate && rate <= r.max && r.runs === 1);
   }
   assert.ok(lines.some((l) => /hlt\/switch not run on qemu: TCG has no HLT exit/.test(l)), lines.join("\n"));
 });
 
-Deno.test("qemu peer: io-in, mmio-read, string-io, cpuid and msr rows from short real runs — or skipped", {
+Deno.test("qemu peer: io-in, mmio-read, string-in, cpuid and msr rows from short real runs — or skipped", {
   ignore: !HAVE_QEMU,
 }, async () => {
   await assertProcessPeerExtraRows(qemuPeer);

@@ -8,8 +8,15 @@ import { PATHS } from "../bench/paths.ts";
 import { KVM_RAW_SKIP, kvmPeer } from "../bench/peers/kvm.ts";
 import { parsePeerList, type Peer, PEER_NAMES, splitPeersOption } from "../bench/peers/peer.ts";
 import { pairingOf, runPeerAlone } from "../bench/peers/pairing.ts";
-import { biosImage, v86LoopsFor, v86Peer, type V86Snapshot, v86WindowUnits } from "../bench/peers/v86.ts";
-import { formatPeerTable, peerRow, type ResultRow, resultRow } from "../bench/report.ts";
+import {
+  biosImage,
+  stringInBuffer,
+  v86LoopsFor,
+  v86Peer,
+  type V86Snapshot,
+  v86WindowUnits,
+} from "../bench/peers/v86.ts";
+import { formatPeerTable, peerRow, rateFields, type ResultRow, resultRow, rowRate } from "../bench/report.ts";
 import { summarize } from "../bench/stats.ts";
 import { benchPath } from "./support/bench_paths.ts";
 
@@ -19,9 +26,13 @@ function checkRowShape(r: ResultRow, engine: string): void {
   assert.match(r.path, /^[a-z0-9-]+\/[A-Za-z0-9-]+$/);
   assert.equal(typeof r.compared_to, "string", `${r.path}: compared_to`);
   assert.ok(PATHS.some((p) => p.path === r.compared_to), `${r.path}: compared_to ${r.compared_to} is a kvmsim path`);
-  const rate = "exits_per_s" in r ? r.exits_per_s : r.instr_per_s;
-  const ns = "exits_per_s" in r ? r.ns_per_exit : r.ns_per_instr;
-  assert.equal(r.unit === "exits", "exits_per_s" in r, `${r.path}: rate field matches unit ${r.unit}`);
+  const rate = rowRate(r);
+  const ns = "exits_per_s" in r ? r.ns_per_exit : "writes_per_s" in r ? r.ns_per_write : r.ns_per_instr;
+  assert.deepEqual(
+    Object.keys(rateFields(r.unit, rate)).filter((k) => k in r).length,
+    2,
+    `${r.path}: rate fields of ${r.unit}`,
+  );
   assert.ok(Number.isFinite(rate) && rate > 0, `${r.path}: rate ${rate}`);
   assert.ok(Math.abs(ns - 1e9 / rate) < 1e-6 * ns, `${r.path}: ns ${ns} vs rate ${rate}`);
   assert.ok(r.min <= rate && rate <= r.max, `${r.path}: ${r.min} <= ${rate} <= ${r.max}`);
@@ -51,6 +62,34 @@ Deno.test("kvm peer: rows of the result shape for the exit paths, raw left out �
   assert.ok(lines.some((l) => l.includes(KVM_RAW_SKIP)), "the raw skip is logged");
 });
 
+Deno.test("kvm peer: string-in runs on /dev/kvm as one exit of count 16 per REP INSB, buffer checked — or skipped", async () => {
+  const out = await shortRun(kvmPeer, ["string-in/switch"]);
+  if (out.kind === "skipped") {
+    assert.match(out.reason, /\/dev\/kvm unusable: \S/);
+    return;
+  }
+  // switchStep refuses any exit other than IN from the port with count 16; timedRun checks the guest buffer.
+  assert.deepEqual(out.rows.map((r) => [r.path, r.compared_to]), [["string-in/switch", "string-in/switch"]]);
+  for (const r of out.rows) checkRowShape(r, "kvm");
+});
+
+Deno.test("kvm peer: the coalesced paths with a real KVM_REGISTER_COALESCED_MMIO zone, in writes/s — or skipped", async () => {
+  const out = await shortRun(kvmPeer, ["io-out/coalesced", "mmio-write/coalesced"]);
+  if (out.kind === "skipped") {
+    assert.match(out.reason, /\/dev\/kvm unusable: \S/);
+    return;
+  }
+  // The step checked every ring-full exit, >= 85 coalesced writes per exit and device calls = writes; timedRun the sum.
+  assert.deepEqual(out.rows.map((r) => [r.path, r.unit, r.compared_to]), [
+    ["io-out/coalesced", "writes", "io-out/coalesced"],
+    ["mmio-write/coalesced", "writes", "mmio-write/coalesced"],
+  ]);
+  for (const r of out.rows) {
+    checkRowShape(r, "kvm");
+    assert.ok("writes_per_s" in r, r.path);
+  }
+});
+
 Deno.test("kvm plan: rows for the exit paths, a note naming each path it leaves out", () => {
   const plan = kvmPeer.plan([benchPath("raw/dec-jnz"), benchPath("io-out/switch"), benchPath("cpuid-inkernel/budget")]);
   assert.deepEqual(plan.loops.map((l) => [l.spec.path, l.spec.compared_to]), [["io-out/switch", "io-out/switch"]]);
@@ -75,14 +114,14 @@ Deno.test("v86 peer: io-out and raw rows of the result shape — or skipped with
   for (const r of out.rows) checkRowShape(r, "v86");
 });
 
-Deno.test("v86 peer: mmio-write, io-in, mmio-read, string-io, cpuid and msr rows, checked per window — or skipped", {
+Deno.test("v86 peer: mmio-write, io-in, mmio-read, string-in, cpuid and msr rows, checked per window — or skipped", {
   sanitizeOps: false,
   sanitizeResources: false,
 }, async () => {
   const ids = [
     "mmio-write/switch",
     "io-in/switch",
-    "string-io/switch",
+    "string-in/switch",
     "mmio-read/switch",
     "cpuid-inkernel/budget",
     "msr-inkernel/budget",
@@ -96,7 +135,7 @@ Deno.test("v86 peer: mmio-write, io-in, mmio-read, string-io, cpuid and msr rows
     ["mmio-write/mmap-handler", "mmio-write/switch"],
     ["io-in/port-handler", "io-in/switch"],
     ["mmio-read/mmap-handler", "mmio-read/switch"],
-    ["string-io/port-handler", "string-io/switch"],
+    ["string-in/port-handler", "string-in/switch"],
     ["cpuid-inkernel/loop", "cpuid-inkernel/budget"],
     ["msr-inkernel/loop", "msr-inkernel/budget"],
   ]);
@@ -114,18 +153,24 @@ Deno.test("v86 loops follow --filter: only those whose kvmsim counterpart is sel
   assert.deepEqual(plan.loops, []);
   assert.match(plan.notes[0]!, /^hlt\/switch not run on v86: v86 has no HLT exit/);
   assert.match(plan.notes[1]!, /^debug-int3\/switch not run on v86: v86 has no debug exit: INT3 is delivered/);
+  // A note by path id: the io-out family has rows, its coalesced variant none.
+  const coalesced = v86Peer.plan([benchPath("io-out/switch"), benchPath("io-out/coalesced")]);
+  assert.deepEqual(coalesced.loops.map((l) => l.spec.path), ["io-out/port-handler"]);
+  assert.deepEqual(coalesced.notes, [
+    "io-out/coalesced not run on v86: v86 has no coalesced-write ring: every port write calls its handler at once (io-out/port-handler)",
+  ]);
 });
 
 Deno.test("v86 window check: units per count kind, against the retired-instruction counter", () => {
   const at = (o: Partial<V86Snapshot>): V86Snapshot => ({
     writes: 0,
-    bytes: 0,
     mmioWrites: 0,
     reads: 0,
     mmioReads: 0,
     insns: 0,
     esi: 0,
     ebx: 0,
+    buf: [],
     ...o,
   });
   const z = at({});
@@ -147,10 +192,20 @@ Deno.test("v86 window check: units per count kind, against the retired-instructi
     }).problem,
     /1 port writes on a loop that does none/,
   );
-  // 16 bytes per REP OUTSB; the window may end inside one.
-  assert.deepEqual(
-    v86WindowUnits({ kind: "port-bytes", bytesPerUnit: 16, insnsPerUnit: 4 }, z, at({ bytes: 1608, insns: 402 })),
-    { units: 101 },
+  // 16 stream reads per REP INSB; the window may end inside one (1608 reads: offsets 0-7 hold reads 1600-1607,
+  // 8-15 reads 1592-1599); the buffer must hold the stream's latest bytes.
+  const ins = { kind: "port-in-bytes", bytesPerUnit: 16, insnsPerUnit: 4 } as const;
+  const buf = stringInBuffer(1608, 16);
+  assert.deepEqual(buf, [64, 65, 66, 67, 68, 69, 70, 71, 56, 57, 58, 59, 60, 61, 62, 63]);
+  assert.deepEqual(stringInBuffer(3, 16), [0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(v86WindowUnits(ins, z, at({ reads: 1608, insns: 402, buf })), { units: 101 });
+  assert.match(
+    (v86WindowUnits(ins, z, at({ reads: 1608, insns: 402, buf: buf.map(() => 0x5a) })) as { problem: string }).problem,
+    /guest buffer holds \[90, 90, .*\] after 1608 stream reads: expected \[64, 65, /,
+  );
+  assert.match(
+    (v86WindowUnits(ins, z, at({ reads: 1608, writes: 1, insns: 402, buf })) as { problem: string }).problem,
+    /1 port writes on a loop that does none/,
   );
   // esi counts iterations (mod 2^32); the instruction counter wraps at 2^32 too.
   assert.deepEqual(

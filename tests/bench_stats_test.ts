@@ -69,7 +69,10 @@ Deno.test("path table: valid, unique ids, the four families of tracking issue §
   const raw = PATHS.find((p) => p.path === "raw/dec-jnz")!;
   assert.equal(raw.unit, "instructions");
   assert.equal(raw.target, 200e6);
-  for (const p of PATHS.filter((p) => p.path.startsWith("io-out/"))) assert.equal(p.target, 40e6);
+  // The §8 target is in exits/s: the io-out exit paths have it, io-out/coalesced (writes/s) does not.
+  for (const p of PATHS.filter((p) => p.path.startsWith("io-out/"))) {
+    assert.equal(p.target, p.unit === "exits" ? 40e6 : undefined, p.path);
+  }
 });
 
 Deno.test("path table: every guest assembles in 64-bit mode with a top label", () => {
@@ -106,7 +109,11 @@ Deno.test("checkPaths finds duplicates, missing labels and unit/handler mismatch
 });
 
 Deno.test("selectPaths filters by id", () => {
-  assert.deepEqual(selectPaths(PATHS, /^io-out\//).map((p) => p.path), ["io-out/runUntil", "io-out/switch"]);
+  assert.deepEqual(selectPaths(PATHS, /^io-out\//).map((p) => p.path), [
+    "io-out/runUntil",
+    "io-out/switch",
+    "io-out/coalesced",
+  ]);
   assert.equal(selectPaths(PATHS, undefined).length, PATHS.length);
   assert.equal(selectPaths(PATHS, /nothing-matches/).length, 0);
 });
@@ -209,19 +216,23 @@ Deno.test("every path runs on the core: handler calls match exits, retired instr
   for (const p of PATHS) {
     const prep = preparePath(p);
     const n = p.unit === "instructions" ? 10_000 : 100;
-    const first = prep.step(n); // reaches the loop's steady state
-    assert.equal(first, n, `${p.path}: first step`);
+    // A coalesced path's step does about n / 128 ring-full exits and returns the writes they delivered.
+    const about = (got: number, what: string) =>
+      p.unit === "writes"
+        ? assert.ok(got >= n / 2 && got <= 2 * n + 170, `${p.path}: ${what} ${got} writes for about ${n}`)
+        : assert.equal(got, n, `${p.path}: ${what}`);
+    about(prep.step(n), "first step"); // reaches the loop's steady state
     const insns0 = prep.vcpu.instructions;
     const calls0 = prep.sink.calls;
     const done = prep.step(n);
-    assert.equal(done, n, `${p.path}: units done`);
+    about(done, "units done");
     const insns = prep.vcpu.instructions - insns0;
     assert.ok(
-      Math.abs(insns - n * p.instructionsPerUnit) <= 2 * p.instructionsPerUnit,
-      `${p.path}: ${insns} instructions for ${n} ${p.unit}`,
+      Math.abs(insns - done * p.instructionsPerUnit) <= 2 * p.instructionsPerUnit,
+      `${p.path}: ${insns} instructions for ${done} ${p.unit}`,
     );
-    if (p.unit === "exits" && p.handler.kind !== "in-kernel") {
-      assert.equal(prep.sink.calls - calls0, n, `${p.path}: handler calls`);
+    if (p.unit !== "instructions" && p.handler.kind !== "in-kernel") {
+      assert.equal(prep.sink.calls - calls0, done, `${p.path}: handler calls`);
     }
   }
 });

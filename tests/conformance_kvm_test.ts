@@ -4,8 +4,8 @@
  * (tests/conformance/regressions.ts) run on the host's /dev/kvm through the
  * same createVmWithOneVcpu call as on the simulator, compared with each
  * snippet's expectations exactly as tests/snippets_test.ts does (registers,
- * defined flags, memory, exit sequence; REP OUTS split per element, the KVM
- * API's documented behaviour). Snippets in KVM_DIVERGENCES
+ * defined flags, memory, exit sequence: the same expected exits on both
+ * backends). Snippets in KVM_DIVERGENCES
  * (tests/conformance/kvm_divergences.ts: PVM emulator deviations, each with
  * the expected native/SDM value) must still fail on KVM; every other snippet
  * must pass. Plus a short fixed-seed differential fuzz run (sim vs kvm).

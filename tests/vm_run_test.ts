@@ -147,12 +147,18 @@ Deno.test("budget exhaustion returns KVM_EXIT_INTR; immediate_exit returns INTR 
   vcpu.immediateExit = false;
 });
 
-Deno.test("string IO: rep outsb batches into one exit with count > 1", () => {
+Deno.test("string IO: rep outsb is one exit per element (count 1), RSI/RCX moved, RIP at the REP until it completes", () => {
+  // rep outsb at 0x100e (after 5 + 5 + 4 bytes of movs), hlt at 0x1010, buf at 0x1011 (KVM em_out: count 1).
   const { vcpu } = guest("mov esi, buf\nmov ecx, 5\nmov dx, 0x3f8\nrep outsb\nhlt\nbuf: db 1, 2, 3, 4, 5");
-  const e = vcpu.run(BUDGET);
-  assert.ok(e.reason === "io" && e.direction === "out");
-  assert.ok(e.count > 1, `count ${e.count}`);
-  assert.deepEqual([...e.data], [1, 2, 3, 4, 5].slice(0, e.count));
+  for (let i = 0; i < 5; i++) {
+    const e = vcpu.run(BUDGET);
+    assert.ok(e.reason === "io" && e.direction === "out", `exit ${i}: ${e.reason}`);
+    assert.deepEqual([e.port, e.size, e.count, [...e.data.subarray(0, 1)]], [0x3f8, 1, 1, [i + 1]], `exit ${i}`);
+    const r = vcpu.getRegs();
+    assert.deepEqual([r.rsi, r.rcx, r.rip], [0x1011n + BigInt(i + 1), BigInt(4 - i), 0x100en], `exit ${i}`);
+  }
+  assert.equal(vcpu.run(BUDGET).reason, "hlt");
+  assert.equal(vcpu.getRegs().rip, 0x1011n);
 });
 
 Deno.test("dirty logging through the core: guest writes set bits, getDirtyLog() clears them", () => {

@@ -1,6 +1,6 @@
 /**
  * System half of the x86 core: run loop, IO / MMIO exits with completion,
- * string IO batching, immediate_exit, memslots (read-only, dirty log), real-mode
+ * string IO (KVM's: INS read-ahead batches, OUTS one element per exit), immediate_exit, memslots (read-only, dirty log), real-mode
  * IVT delivery, triple fault, guest-debug single step.
  * Guest code: 32-bit default operand size in real mode (CS.D = 1) assembled with
  * GNU as --32; the asm is beside the bytes.
@@ -57,13 +57,15 @@ Deno.test("IN takes its data from the PIO page on the next run; immediate_exit c
   assert.equal(vm.run(), K.KVM_EXIT_HLT);
 });
 
-Deno.test("REP INSB is one exit with count > 1; completion stores the batch and advances RDI/RCX", () => {
+Deno.test("REP INSB is one read-ahead exit (count 5 = RCX here), nothing committed at it; completion stores the batch", () => {
   // mov ecx, 5 ; mov edx, 0x60 ; mov edi, 0x3000 ; rep insb ; hlt
   const vm = vm32([0xb9, 5, 0, 0, 0, 0xba, 0x60, 0, 0, 0, 0xbf, 0, 0x30, 0, 0, 0xf3, 0x6c, 0xf4]);
   assert.equal(vm.run(), K.KVM_EXIT_IO);
   assert.equal(vm.runField("io.count"), 5);
   assert.equal(vm.runField("io.port"), 0x60);
   assert.equal(vm.get64("rip"), 0x100fn);
+  assert.equal(vm.reg("rdi"), 0x3000n);
+  assert.equal(vm.reg("rcx"), 5n);
   vm.u8.set([1, 2, 3, 4, 5], vm.run0 + 4096);
   assert.equal(vm.run(), K.KVM_EXIT_HLT);
   assert.deepEqual([...vm.read(0x3000, 5)], [1, 2, 3, 4, 5]);
@@ -71,16 +73,24 @@ Deno.test("REP INSB is one exit with count > 1; completion stores the batch and 
   assert.equal(vm.reg("rdi"), 0x3005n);
 });
 
-Deno.test("REP OUTSW batches up to RCX into the PIO page", () => {
-  // mov ecx, 3 ; mov edx, 0x70 ; mov esi, 0x3000 ; rep outsw (66 f3 6f) ; hlt
+Deno.test("REP OUTSW: one exit per element (count 1), RSI/RCX moved at the exit, RIP at the REP until RCX 0 is seen", () => {
+  // mov ecx, 3 ; mov edx, 0x70 ; mov esi, 0x3000 ; rep outsw (66 f3 6f, at 0x100f) ; hlt
   const vm = vm32([0xb9, 3, 0, 0, 0, 0xba, 0x70, 0, 0, 0, 0xbe, 0, 0x30, 0, 0, 0x66, 0xf3, 0x6f, 0xf4]);
   vm.write(0x3000, [0x11, 0x22, 0x33, 0x44, 0x55, 0x66]);
-  assert.equal(vm.run(), K.KVM_EXIT_IO);
-  assert.equal(vm.runField("io.size"), 2);
-  assert.equal(vm.runField("io.count"), 3);
-  assert.deepEqual([...vm.u8.slice(vm.run0 + 4096, vm.run0 + 4102)], [0x11, 0x22, 0x33, 0x44, 0x55, 0x66]);
+  for (let i = 0; i < 3; i++) {
+    assert.equal(vm.run(), K.KVM_EXIT_IO, `exit ${i}`);
+    assert.equal(vm.runField("io.size"), 2);
+    assert.equal(vm.runField("io.count"), 1);
+    assert.equal(vm.dv.getUint16(vm.run0 + 4096, true), [0x2211, 0x4433, 0x6655][i]);
+    assert.deepEqual([vm.reg("rsi"), vm.reg("rcx"), vm.get64("rip")], [
+      0x3002n + 2n * BigInt(i),
+      BigInt(2 - i),
+      0x100fn,
+    ]);
+  }
   assert.equal(vm.run(), K.KVM_EXIT_HLT);
   assert.equal(vm.reg("rsi"), 0x3006n);
+  assert.equal(vm.get64("rip"), 0x1013n);
 });
 
 Deno.test("a load from a GPA in no memslot is an MMIO read exit completed from mmio.data", () => {

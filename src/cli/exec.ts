@@ -211,7 +211,7 @@ Exits (no devices are attached; every exit is answered and recorded):
 
 --json prints {"exits": [...], "stop": "...", "regs": {...}, "instructions": N}:
   {"reason":"io","direction":"out","port":"0x3f8","size":1,"count":1,"data":"0x41"}
-  {"reason":"io","direction":"out","port":"0x3f8","size":1,"count":3,"data":["0x61","0x62","0x63"]}
+  {"reason":"io","direction":"in","port":"0x60","size":2,"count":2,"data":["0xbeef","0xbeef"]}
   {"reason":"mmio","phys_addr":"0xd0000000","len":4,"is_write":true,"data":"0x12345678"}
   {"reason":"hlt"}  {"reason":"shutdown"}
   {"reason":"debug","exception":1,"pc":"0x1001","dr6":"0xffff4ff0","dr7":"0x400"}
@@ -223,8 +223,9 @@ Exits (no devices are attached; every exit is answered and recorded):
   {"reason":"system_event","type":1,"type_name":"KVM_SYSTEM_EVENT_SHUTDOWN","ndata":N,"data":[...]}
   Addresses, values and registers are lowercase 0x hex strings; size, count,
   len, suberror, type, exception and instructions are numbers. data is the
-  little-endian value (for IN and MMIO reads: the answer given); string IO with
-  count > 1 gives an array with one hex string per element. stop is the reason
+  little-endian value (for IN and MMIO reads: the answer given); a string IN
+  batch (count > 1; string OUT is one element per exit, as on KVM) gives an
+  array with one hex string per element. stop is the reason
   of the last exit, or max-exits / max-insns / timeout (kvm watchdog).
   With --backend kvm, instructions is null (KVM does not count them) and
   --max-insns is refused.

@@ -129,7 +129,7 @@ export class KvmRun {
   /**
    * The `len`-byte view at byte `off` of the mapping (an io exit's payload):
    * the cached PIO-page views for 1/2/4 bytes, else the last one made when it
-   * fits, else a new one (string IO repeats the same batch size).
+   * fits, else a new one (REP INS repeats the same batch size).
    */
   payloadView(off: number, len: number): Uint8Array {
     if (off === PIO_PAGE) {

@@ -1,8 +1,9 @@
 /**
  * KVM_EXIT_IO: the guest executed IN/OUT/INS/OUTS on a port no in-kernel
  * device handles. The payload (`count` × `size` bytes) sits in the PIO data
- * page of the kvm_run mapping at `data_offset`; string IO batches several
- * elements into one exit (`count > 1`).
+ * page of the kvm_run mapping at `data_offset`. As in KVM, REP INS reads
+ * ahead a batch of elements into one exit (`count > 1`); OUTS exits once per
+ * element (`count` 1).
  *
  * Completion (KVM semantics): for `in`, fill `data` before the next `run()`;
  * the core copies it into the guest on re-entry. `data` and `fill()` throw

@@ -32,7 +32,6 @@ import type { BackendName } from "../../src/backends/types.ts";
 import { bitsOf, compareSnippet, ENV, type Mismatch } from "../snippets/run.ts";
 import { exceptionExits, type ExitSummary, type Snippet } from "../snippets/types.ts";
 import type { Cpl3Divergence } from "./cpl3_divergences.ts";
-import { expectedExits } from "./runner.ts";
 import { type Cpl3Options, type Cpl3Result, ERROR_CODE_VECTORS, type IoPermission, runCpl3 } from "./cpl3_wrapper.ts";
 
 export { CPL3_LAYOUT, type FaultRecord, runCpl3, USER_CS, USER_DS } from "./cpl3_wrapper.ts";
@@ -251,7 +250,7 @@ export function checkCpl3(backend: BackendName, s: Snippet, opts: Cpl3Options = 
   } catch (e) {
     return [{ field: "run", expected: "a run", actual: `threw ${e instanceof Error ? e.message : String(e)}` }];
   }
-  const ms = compareSnippet({ ...s, exits: expectedExits(backend, s) }, r);
+  const ms = compareSnippet(s, r);
   if (group === "exception") ms.push(...compareFault(expectedFault(s), r));
   return ms;
 }

@@ -56,7 +56,7 @@ import { releaseWatchdog } from "../../src/backends/kvm/mod.ts";
 import { idtGate32, idtGate64, segmentDescriptor, systemSegment } from "../../src/x86/descriptors.ts";
 import { flatSegment } from "../../src/x86/regs.ts";
 import { LAYOUT, SEL_CODE32, SEL_CODE64, SEL_DATA, SEL_TSS } from "../../src/x86/setup.ts";
-import { type ActualExit, bitsOf, ENV, type SnippetResult, summarize } from "../snippets/run.ts";
+import { type ActualExit, bitsOf, ENV, type SnippetResult, summarize, summarizeAt } from "../snippets/run.ts";
 import { GPR_NAMES, type RegName, type Snippet } from "../snippets/types.ts";
 import { expectedExits, KVM_RUN_TIMEOUT_MS } from "./runner.ts";
 
@@ -190,7 +190,7 @@ export function runCpl3(backend: BackendName, s: Snippet, opts: Cpl3Options = {}
     regs.rflags = ((regs.rflags ?? 2n) & ~IOPL) | wrapperIopl | 2n;
     vcpu.setRegs(regs);
 
-    const expected = expectedExits(backend, s);
+    const expected = expectedExits(s);
     const exits: ActualExit[] = [];
     let stop = "", fault: FaultRecord | undefined, finalHlt: FaultRecord | undefined;
     const w = long ? 8 : 4;
@@ -208,7 +208,7 @@ export function runCpl3(backend: BackendName, s: Snippet, opts: Cpl3Options = {}
         break;
       }
       if (e.reason === "io" || e.reason === "mmio") {
-        exits.push(summarize(e));
+        exits.push(summarizeAt(e, expected[exits.length], () => vcpu.getRegs()));
         const want = expected[exits.length - 1];
         const isRead = e.reason === "io" ? e.direction === "in" : !e.isWrite;
         const reply = want && "reply" in want && want.reason === e.reason && isRead ? want.reply : undefined;

@@ -2,12 +2,8 @@
  * Runs a guest snippet (tests/snippets/types.ts) on either backend through
  * the same public API call, `createVmWithOneVcpu({backend})`, and compares
  * the outcome with the snippet's expectations using the table runner's own
- * `compareSnippet` (registers, defined flags, memory, exit sequence).
- *
- * The one backend-specific adjustment is documented KVM behaviour, not a
- * divergence: KVM emulates REP OUTS one element per exit (em_out, count 1)
- * while REP INS stays batched, so on "kvm" an expected OUT exit with
- * count > 1 is split into count-1 exits before comparing (splitStringIo).
+ * `compareSnippet` (registers, defined flags, memory, exit sequence). Both
+ * backends are held to the same expected exits.
  *
  * @module
  */
@@ -21,19 +17,16 @@ import {
   ENV,
   type Mismatch,
   type SnippetResult,
-  splitStringIo,
-  summarize,
+  summarizeAt,
 } from "../snippets/run.ts";
 import { type ExitSummary, GPR_NAMES, type RegName, type Snippet } from "../snippets/types.ts";
 
 /** Watchdog for every KVM_RUN (the snippets run in microseconds; the known host hangs are cut off). */
 export const KVM_RUN_TIMEOUT_MS = 2000;
 
-/** The expected exits as `backend` delivers them (see the module note). */
-export function expectedExits(backend: BackendName, s: Snippet): ExitSummary[] {
-  const exits = s.exits ?? [{ reason: "hlt" }];
-  if (backend === "sim") return [...exits];
-  return exits.flatMap((e) => (e.reason === "io" && e.direction === "out" ? splitStringIo([e]) : [e]));
+/** The exits `s` expects, on either backend (default: one HLT). */
+export function expectedExits(s: Snippet): ExitSummary[] {
+  return [...(s.exits ?? [{ reason: "hlt" }])];
 }
 
 /** Execute `s` on `backend`: assemble, create the VM, load memory and registers, run to HLT/SHUTDOWN/error. */
@@ -51,7 +44,7 @@ export function runOn(backend: BackendName, s: Snippet): SnippetResult {
   try {
     for (const m of s.memory ?? []) vm.writeGuest(m.gpa, m.bytes);
     if (s.regs) vcpu.setRegs({ ...s.regs });
-    const expected = expectedExits(backend, s);
+    const expected = expectedExits(s);
     const exits: ActualExit[] = [];
     let stop = "";
     for (;;) {
@@ -66,7 +59,7 @@ export function runOn(backend: BackendName, s: Snippet): SnippetResult {
         stop = `run threw ${err instanceof Error ? err.message : String(err)}`;
         break;
       }
-      const sum = summarize(e);
+      const sum = summarizeAt(e, expected[exits.length], () => vcpu.getRegs());
       exits.push(sum);
       if (e.reason === "io" || e.reason === "mmio") {
         const want = expected[exits.length - 1];
@@ -101,5 +94,5 @@ export function checkOn(backend: BackendName, s: Snippet): Mismatch[] {
   } catch (e) {
     return [{ field: "run", expected: "a run", actual: `threw ${e instanceof Error ? e.message : String(e)}` }];
   }
-  return compareSnippet({ ...s, exits: expectedExits(backend, s) }, r);
+  return compareSnippet(s, r);
 }

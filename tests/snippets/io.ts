@@ -1,23 +1,30 @@
 /**
  * Port IO and MMIO exit sequences: OUT/IN imm8 and DX ports, 8/16/32-bit,
- * IN completion merging into AL/AX and zero-extending EAX, string IO
- * (REP OUTS/INS with count > 1, one exit carrying every element), MMIO reads
- * completed from the run page, MMIO writes with their data, a read-modify-write
- * on MMIO (read exit then write exit), a store that straddles RAM and MMIO.
+ * IN completion merging into AL/AX and zero-extending EAX, string IO as KVM
+ * emulates it (REP OUTS one element per exit, REP INS in read-ahead batches),
+ * MMIO reads completed from the run page, MMIO writes with their data, a
+ * read-modify-write on MMIO (read exit then write exit), a store that
+ * straddles RAM and MMIO.
  *
  * Expectations: the SDM (IN/OUT/INS/OUTS) and the KVM API (KVM_EXIT_IO:
  * direction, size, port, count, data at data_offset; KVM_EXIT_MMIO:
  * phys_addr, len, is_write, data; the data of IN / MMIO reads is taken from
- * the run page on the next KVM_RUN).
+ * the run page on the next KVM_RUN). String IO is what Linux's emulator
+ * does (arch/x86/kvm/emulate.c): OUTS, with or without REP, is one exit per
+ * element with count 1 (em_out), the element's iteration committed before
+ * the exit (RSI and RCX moved; RIP past the instruction without REP, at it
+ * with REP even after the last element: the next entry finds RCX 0 and
+ * completes). INS is one exit per read-ahead batch of min(bytes to the page
+ * edge, 1024 / size, RCX) elements (pio_in_emulated), nothing committed at the
+ * exit (RDI, RCX, RIP unchanged); the completion stores the batch.
+ * tests/exits_string_io_kvm_test.ts checks the same against /dev/kvm.
  *
- * Backend note: real KVM also batches REP INS (read-ahead up to a page / 1 KiB)
- * but emulates REP OUTS one element per exit (em_out count 1); compare those
- * snippets after splitting string IO into count-1 exits (splitStringIo in
- * run.ts) on such a backend.
+ * The string-IO snippets set their registers through `regs`, so the string
+ * instruction is the first one, at ENV.load (0x1000).
  *
  * Flags: none change.
  */
-import { type ExitSummary, le, type Snippet, type SnippetMode } from "./types.ts";
+import { type ExitSummary, le, type Snippet } from "./types.ts";
 
 const out: Snippet[] = [];
 const MMIO = 0xd0000000;
@@ -77,49 +84,170 @@ out.push({
   expect: { regs: { rbx: 0x1111111111111199n, rax: 0x80000001n } },
 });
 
-const si = (m: SnippetMode) => (m === "long" ? "rsi" : m === "protected" ? "esi" : "si");
+/** Where the string-IO snippets' first instruction is (ENV.load). */
+const AT = 0x1000n;
 for (const mode of ["long", "protected", "real"] as const) {
   const BUF = 0x8000;
   const bytes = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
-  for (const [sfx, size, count] of [["b", 1, 5], ["w", 2, 3], ["d", 4, 2]] as const) {
+  for (
+    const [sfx, size, count, len] of [["b", 1, 5, 2], ["w", 2, 3, mode === "real" ? 2 : 3], [
+      "d",
+      4,
+      2,
+      mode === "real" ? 3 : 2,
+    ]] as const
+  ) {
+    // len: bytes of `rep outs<sfx>` / `rep ins<sfx>` in the mode (the 66 prefix for w outside real mode, d in it).
     out.push({
-      name: `rep outs${sfx} count ${count} is one exit with every element [${mode}]`,
+      name:
+        `rep outs${sfx} count ${count}: one exit per element, count 1, RSI/RCX already moved, RIP at the REP [${mode}]`,
       mode,
-      asm: `mov ${si(mode)}, ${BUF}\nmov ecx, ${count}\nmov dx, 0x3f8\nrep outs${sfx}\nhlt`,
+      asm: `rep outs${sfx}\nhlt`,
+      regs: { rsi: BigInt(BUF), rcx: BigInt(count), rdx: 0x3f8n },
       memory: [{ gpa: BUF, bytes }],
       exits: [
-        { reason: "io", direction: "out", port: 0x3f8, size, count, data: bytes.slice(0, size * count) },
+        ...Array.from({ length: count }, (_, i): ExitSummary => ({
+          reason: "io",
+          direction: "out",
+          port: 0x3f8,
+          size,
+          count: 1,
+          data: bytes.slice(i * size, (i + 1) * size),
+          regs: { rsi: BigInt(BUF + size * (i + 1)), rcx: BigInt(count - 1 - i), rip: AT },
+        })),
         { reason: "hlt" },
       ],
-      expect: { regs: { rsi: BigInt(BUF + size * count), rcx: 0n } },
+      expect: { regs: { rsi: BigInt(BUF + size * count), rcx: 0n, rip: AT + BigInt(len) + 1n } },
     });
     const reply = Array.from({ length: size * count }, (_, i) => 0xa0 + i);
     out.push({
-      name: `rep ins${sfx} count ${count}: one exit, completion stores the batch [${mode}]`,
+      name:
+        `rep ins${sfx} count ${count}: one read-ahead batch, nothing committed at the exit, completion stores it [${mode}]`,
       mode,
-      asm: `mov ${
-        mode === "long" ? "rdi" : mode === "protected" ? "edi" : "di"
-      }, ${BUF}\nmov ecx, ${count}\nmov dx, 0x60\nrep ins${sfx}\nhlt`,
+      asm: `rep ins${sfx}\nhlt`,
+      regs: { rdi: BigInt(BUF), rcx: BigInt(count), rdx: 0x60n },
       memory: [{ gpa: BUF, bytes: new Array(16).fill(0xee) }],
-      exits: [{ reason: "io", direction: "in", port: 0x60, size, count, reply }, { reason: "hlt" }],
+      exits: [
+        {
+          reason: "io",
+          direction: "in",
+          port: 0x60,
+          size,
+          count,
+          reply,
+          regs: { rdi: BigInt(BUF), rcx: BigInt(count), rip: AT },
+        },
+        { reason: "hlt" },
+      ],
       expect: {
-        regs: { rdi: BigInt(BUF + size * count), rcx: 0n },
+        regs: { rdi: BigInt(BUF + size * count), rcx: 0n, rip: AT + BigInt(len) + 1n },
         memory: [{ gpa: BUF, bytes: [...reply, ...new Array(16 - reply.length).fill(0xee)] }],
       },
     });
   }
-  out.push({
-    name: `outsb without rep: one element, count 1 [${mode}]`,
-    mode,
-    asm: `mov ${si(mode)}, ${BUF}\nmov dx, 0x3f8\noutsb\noutsb\nhlt`,
-    memory: [{ gpa: BUF, bytes: [0x41, 0x42] }],
-    exits: [
-      { reason: "io", direction: "out", port: 0x3f8, size: 1, count: 1, data: [0x41] },
-      { reason: "io", direction: "out", port: 0x3f8, size: 1, count: 1, data: [0x42] },
-      { reason: "hlt" },
-    ],
-    expect: { regs: { rsi: BigInt(BUF + 2) } },
-  });
+  out.push(
+    {
+      name: `outsb without rep: one element, count 1, RSI and RIP already past it [${mode}]`,
+      mode,
+      asm: "outsb\noutsb\nhlt",
+      regs: { rsi: BigInt(BUF), rdx: 0x3f8n },
+      memory: [{ gpa: BUF, bytes: [0x41, 0x42] }],
+      exits: [
+        {
+          reason: "io",
+          direction: "out",
+          port: 0x3f8,
+          size: 1,
+          count: 1,
+          data: [0x41],
+          regs: { rsi: BigInt(BUF + 1), rip: AT + 1n },
+        },
+        {
+          reason: "io",
+          direction: "out",
+          port: 0x3f8,
+          size: 1,
+          count: 1,
+          data: [0x42],
+          regs: { rsi: BigInt(BUF + 2), rip: AT + 2n },
+        },
+        { reason: "hlt" },
+      ],
+      expect: { regs: { rsi: BigInt(BUF + 2), rip: AT + 3n } },
+    },
+    {
+      name: `std; rep outsw count 2: elements from RSI downwards [${mode}]`,
+      mode,
+      asm: "rep outsw\nhlt",
+      regs: { rsi: BigInt(BUF + 2), rcx: 2n, rdx: 0x3f8n, rflags: 0x402n },
+      memory: [{ gpa: BUF, bytes: [0x11, 0x22, 0x33, 0x44] }],
+      exits: [
+        {
+          reason: "io",
+          direction: "out",
+          port: 0x3f8,
+          size: 2,
+          count: 1,
+          data: [0x33, 0x44],
+          regs: { rsi: BigInt(BUF), rcx: 1n, rip: AT },
+        },
+        {
+          reason: "io",
+          direction: "out",
+          port: 0x3f8,
+          size: 2,
+          count: 1,
+          data: [0x11, 0x22],
+          regs: { rsi: BigInt(BUF - 2), rcx: 0n, rip: AT },
+        },
+        { reason: "hlt" },
+      ],
+      expect: { regs: { rsi: BigInt(BUF - 2), rcx: 0n } },
+    },
+    {
+      name: `rep outsb / rep insb with RCX 0: no exit, RIP past them [${mode}]`,
+      mode,
+      asm: "rep outsb\nrep insb\nhlt",
+      regs: { rsi: BigInt(BUF), rdi: BigInt(BUF), rdx: 0x3f8n },
+      memory: [{ gpa: BUF, bytes: [0x41] }],
+      expect: {
+        regs: { rsi: BigInt(BUF), rdi: BigInt(BUF), rcx: 0n, rip: AT + 5n },
+        memory: [{ gpa: BUF, bytes: [0x41] }],
+      },
+    },
+    {
+      name:
+        `rep insw count 40 from 16 bytes below a page edge: batches of 16 and 24 (bytes to the edge vs elements) [${mode}]`,
+      mode,
+      asm: "rep insw\nhlt",
+      regs: { rdi: 0x5ff0n, rcx: 40n, rdx: 0x60n },
+      exits: [
+        {
+          reason: "io",
+          direction: "in",
+          port: 0x60,
+          size: 2,
+          count: 16,
+          reply: Array.from({ length: 32 }, (_, i) => i),
+          regs: { rdi: 0x5ff0n, rcx: 40n, rip: AT },
+        },
+        {
+          reason: "io",
+          direction: "in",
+          port: 0x60,
+          size: 2,
+          count: 24,
+          reply: Array.from({ length: 48 }, (_, i) => 32 + i),
+          regs: { rdi: 0x6010n, rcx: 24n, rip: AT },
+        },
+        { reason: "hlt" },
+      ],
+      expect: {
+        regs: { rdi: 0x6040n, rcx: 0n },
+        memory: [{ gpa: 0x5ff0, bytes: Array.from({ length: 80 }, (_, i) => i) }],
+      },
+    },
+  );
 }
 
 for (const mode of ["long", "protected"] as const) {

@@ -10,7 +10,7 @@
  * @module
  */
 import { assemble, createVmWithOneVcpu, type VcpuExit } from "../../mod.ts";
-import { type ExitSummary, GPR_NAMES, type RegName, type Snippet, type SnippetMode } from "./types.ts";
+import { type ExitSummary, GPR_NAMES, type RegName, type Regs, type Snippet, type SnippetMode } from "./types.ts";
 
 /** The environment every snippet runs in (see types.ts). */
 export const ENV = {
@@ -36,10 +36,13 @@ export const KNOWN_FAILURES: ReadonlyMap<string, string> = new Map<string, strin
 
 export const bitsOf = (m: SnippetMode): 16 | 32 | 64 => (m === "long" ? 64 : m === "protected" ? 32 : 16);
 
-/** An exit as a snippet records it (`data` = bytes written by OUT / MMIO writes, `bytes` read). */
+/**
+ * An exit as a snippet records it (`data` = bytes written by OUT / MMIO writes; `regs` =
+ * the registers the expected exit lists, read at the exit; see summarizeAt).
+ */
 export type ActualExit =
-  | { reason: "io"; direction: "in" | "out"; port: number; size: number; count: number; data: number[] }
-  | { reason: "mmio"; isWrite: boolean; physAddr: number; len: number; data: number[] }
+  | { reason: "io"; direction: "in" | "out"; port: number; size: number; count: number; data: number[]; regs?: Regs }
+  | { reason: "mmio"; isWrite: boolean; physAddr: number; len: number; data: number[]; regs?: Regs }
   | { reason: "hlt" }
   | { reason: "shutdown" }
   | { reason: string; detail: string };
@@ -95,6 +98,21 @@ export function summarize(e: VcpuExit): ActualExit {
   }
 }
 
+/**
+ * `summarize(e)`, plus (for an IO or MMIO exit whose expected exit `want` lists
+ * `regs`) those registers as `getRegs()` returns them at the exit.
+ */
+export function summarizeAt(
+  e: VcpuExit,
+  want: ExitSummary | undefined,
+  getRegs: () => Record<RegName, bigint>,
+): ActualExit {
+  const sum = summarize(e);
+  if ((e.reason !== "io" && e.reason !== "mmio") || !want || !("regs" in want) || !want.regs) return sum;
+  const r = getRegs();
+  return Object.assign(sum, { regs: Object.fromEntries(Object.keys(want.regs).map((n) => [n, r[n as RegName]])) });
+}
+
 /** Execute `s` on kvmsim: assemble, create the VM, load memory and registers, run until HLT/SHUTDOWN/error. */
 export function runSnippet(s: Snippet): SnippetResult {
   const code = assemble(s.asm, { bits: bitsOf(s.mode), origin: ENV.load }).bytes;
@@ -116,7 +134,7 @@ export function runSnippet(s: Snippet): SnippetResult {
       break;
     }
     const e = vcpu.run(ENV.budget);
-    const sum = summarize(e);
+    const sum = summarizeAt(e, expected[exits.length], () => vcpu.getRegs());
     exits.push(sum);
     if (e.reason === "io" || e.reason === "mmio") {
       const reply = replyFor(expected[exits.length - 1], e);
@@ -145,7 +163,10 @@ const bytesHex = (b: readonly number[]) => `[${b.map((x) => x.toString(16).padSt
 
 function showExit(e: ActualExit | ExitSummary | undefined): string {
   if (!e) return "none";
-  return JSON.stringify(e, (k, v) => (k === "data" || k === "reply") && Array.isArray(v) ? bytesHex(v) : v);
+  return JSON.stringify(
+    e,
+    (k, v) => (k === "data" || k === "reply") && Array.isArray(v) ? bytesHex(v) : typeof v === "bigint" ? hex(v) : v,
+  );
 }
 
 /** Every difference between what `s` expects and `r`. */
@@ -162,6 +183,10 @@ export function compareSnippet(s: Snippet, r: SnippetResult): Mismatch[] {
     const bad = Object.entries(e).filter(([k, v]) => {
       if (k === "reply") return false;
       const av = (a as Record<string, unknown>)[k];
+      if (k === "regs") {
+        const got = (av ?? {}) as Regs;
+        return Object.entries(v as Regs).some(([n, want]) => got[n as RegName] !== want);
+      }
       return Array.isArray(v) ? !Array.isArray(av) || bytesHex(v) !== bytesHex(av as number[]) : av !== v;
     });
     if (bad.length) out.push({ field: `exits[${i}]`, expected: showExit(e), actual: showExit(a) });
@@ -198,23 +223,4 @@ export function checkSnippet(s: Snippet): Mismatch[] {
     return [{ field: "run", expected: "a run", actual: `threw ${e instanceof Error ? e.message : String(e)}` }];
   }
   return compareSnippet(s, r);
-}
-
-/**
- * For a backend that emulates string IO one element per exit (KVM's REP
- * OUTS): the same exit list with every count > 1 IO exit split into count-1
- * exits, so tables written with batched exits compare on both.
- */
-export function splitStringIo(exits: readonly ExitSummary[]): ExitSummary[] {
-  return exits.flatMap((e): ExitSummary[] => {
-    if (e.reason !== "io" || (e.count ?? 1) <= 1) return [e];
-    const n = e.count!;
-    return Array.from(
-      { length: n },
-      (_, i): ExitSummary =>
-        e.direction === "out"
-          ? { ...e, count: 1, ...(e.data ? { data: e.data.slice(i * e.size, (i + 1) * e.size) } : {}) }
-          : { ...e, count: 1, reply: e.reply.slice(i * e.size, (i + 1) * e.size) },
-    );
-  });
 }

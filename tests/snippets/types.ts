@@ -33,13 +33,15 @@ export interface MemBytes {
 /**
  * One userspace exit as the snippet expects it, in order. Fields that are
  * present are compared; `reply` is not compared: it is the data the runner
- * puts into the run page to complete an IN or an MMIO read.
+ * puts into the run page to complete an IN or an MMIO read. `regs`: the
+ * registers as userspace sees them at this exit (KVM_GET_REGS before the
+ * next KVM_RUN); only those listed are compared.
  */
 export type ExitSummary =
-  | { reason: "io"; direction: "out"; port: number; size: number; count?: number; data?: number[] }
-  | { reason: "io"; direction: "in"; port: number; size: number; count?: number; reply: number[] }
-  | { reason: "mmio"; isWrite: true; physAddr: number; len: number; data?: number[] }
-  | { reason: "mmio"; isWrite: false; physAddr: number; len: number; reply: number[] }
+  | { reason: "io"; direction: "out"; port: number; size: number; count?: number; data?: number[]; regs?: Regs }
+  | { reason: "io"; direction: "in"; port: number; size: number; count?: number; reply: number[]; regs?: Regs }
+  | { reason: "mmio"; isWrite: true; physAddr: number; len: number; data?: number[]; regs?: Regs }
+  | { reason: "mmio"; isWrite: false; physAddr: number; len: number; reply: number[]; regs?: Regs }
   | { reason: "hlt" }
   | { reason: "shutdown" };
 

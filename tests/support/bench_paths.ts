@@ -17,7 +17,7 @@ export function benchPath(id: string): BenchPath {
 }
 
 /**
- * A short real run of a process peer (QEMU, Bochs) on the io-in, string-io,
+ * A short real run of a process peer (QEMU, Bochs) on the io-in, string-in,
  * mmio-read, in-kernel CPUID and RDMSR paths: one row each, in the peer's
  * order, compared with its kvmsim path, at a plausible rate.
  */
@@ -28,7 +28,7 @@ export async function assertProcessPeerExtraRows(peer: Peer): Promise<void> {
     warmup: 0,
     paths: [
       benchPath("io-in/switch"),
-      benchPath("string-io/switch"),
+      benchPath("string-in/switch"),
       benchPath("mmio-read/switch"),
       benchPath("cpuid-inkernel/budget"),
       benchPath("msr-inkernel/budget"),
@@ -37,7 +37,7 @@ export async function assertProcessPeerExtraRows(peer: Peer): Promise<void> {
   assert.equal(out.kind, "rows");
   if (out.kind !== "rows") return;
   assert.deepEqual(out.rows.map((r) => [r.path, r.unit, r.compared_to]), [
-    ["string-io/unassigned-port", "exits", "string-io/switch"],
+    ["string-in/unassigned-port", "exits", "string-in/switch"],
     ["cpuid-inkernel/loop", "exits", "cpuid-inkernel/budget"],
     ["msr-inkernel/loop", "exits", "msr-inkernel/budget"],
     ["io-in/unassigned-port", "exits", "io-in/switch"],
