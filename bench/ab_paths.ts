@@ -69,7 +69,7 @@ if (import.meta.main) {
     const a = median(rates[0]!), b = median(rates[1]!);
     console.log(
       `${id.padEnd(24)} A ${(1e9 / a).toFixed(1)} ns  B ${(1e9 / b).toFixed(1)} ns per ${
-        path.unit === "instructions" ? "instruction" : "exit"
+        path.unit === "instructions" ? "instruction" : path.unit === "writes" ? "write" : "exit"
       }  (B/A speed ${(b / a).toFixed(2)}×)`,
     );
   }

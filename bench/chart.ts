@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { type Engine, type PeerComparison, peerComparisons, type ResultRow, rowRate } from "./report.ts";
+import { type Engine, type PeerComparison, peerComparisons, type ResultRow, rowRate, unitLabel } from "./report.ts";
 import { formatRate } from "./stats.ts";
 
 /** Bar colour per engine. */
@@ -116,7 +116,7 @@ export function renderChart(rows: readonly ResultRow[], title = "kvmsim exit thr
     if (gi > 0) y += GROUP_GAP;
     for (const r of g) {
       const v = rowRate(r);
-      const unit = r.unit === "exits" ? "exits/s" : "instr/s";
+      const unit = `${unitLabel(r.unit)}/s`;
       const w = Math.max(1, x(v) - LABEL_W);
       out.push(`<text x="${LABEL_W - 6}" y="${y + BAR_H - 4}" text-anchor="end">${escapeXml(label(r))}</text>`);
       out.push(

@@ -8,10 +8,10 @@
  * @module
  */
 import { DEFAULT_RESULTS } from "./options.ts";
-import { pairingText, peerComparisons, type ResultRow, type Results, rowRate } from "./report.ts";
+import { pairingText, peerComparisons, type ResultRow, type Results, rowRate, unitLabel } from "./report.ts";
 import { formatRate, nsPerUnit } from "./stats.ts";
 
-const unitOf = (r: ResultRow) => (r.unit === "exits" ? "exits/s" : "instr/s");
+const unitOf = (r: ResultRow) => `${unitLabel(r.unit)}/s`;
 
 /** The Markdown text for `res`. */
 export function resultsMarkdown(res: Results): string {

@@ -45,10 +45,36 @@ export type ResultRow =
     /** kvmsim rows measured in rounds with peer rows: those rows, as `engine path`. */
     readonly paired_with?: readonly string[];
   }
-  & (
-    | { readonly exits_per_s: number; readonly ns_per_exit: number }
-    | { readonly instr_per_s: number; readonly ns_per_instr: number }
-  );
+  & RateFields;
+
+/** A row's rate fields, named after its unit (bench/paths.ts {@link BenchPath} `unit`). */
+export type RateFields =
+  | { readonly exits_per_s: number; readonly ns_per_exit: number }
+  | { readonly instr_per_s: number; readonly ns_per_instr: number }
+  /** Coalesced paths: writes delivered to the TS device per second (most never exit). */
+  | { readonly writes_per_s: number; readonly ns_per_write: number };
+
+/** The rate fields of a row of `unit` with median rate `median` (units/s). */
+export function rateFields(unit: BenchPath["unit"], median: number): RateFields {
+  const ns = nsPerUnit(median);
+  switch (unit) {
+    case "exits":
+      return { exits_per_s: median, ns_per_exit: ns };
+    case "instructions":
+      return { instr_per_s: median, ns_per_instr: ns };
+    case "writes":
+      return { writes_per_s: median, ns_per_write: ns };
+    default: {
+      const never: never = unit;
+      throw new RangeError(`unknown unit ${String(never)}: expected exits, instructions or writes`);
+    }
+  }
+}
+
+/** The short unit word of the tables ("exits", "instr", "writes"). */
+export function unitLabel(unit: BenchPath["unit"]): string {
+  return unit === "instructions" ? "instr" : unit;
+}
 
 /**
  * How a peer row was paired with its kvmsim row (bench/peers/pairing.ts):
@@ -99,9 +125,7 @@ export function resultRow(p: BenchPath, s: Summary, yardstick?: number): ResultR
     loop: p.loop,
     description: p.description,
   };
-  const rate = p.unit === "exits"
-    ? { exits_per_s: s.median, ns_per_exit: ns }
-    : { instr_per_s: s.median, ns_per_instr: ns };
+  const rate = rateFields(p.unit, s.median);
   const tail = { min: s.min, max: s.max, runs: s.runs, samples: s.samples };
   const target = p.target === undefined ? {} : { target: p.target, meets_target: s.median >= p.target };
   const yard = yardstick === undefined
@@ -126,10 +150,7 @@ export interface PeerRowSpec {
 
 /** A peer's row: same rate/min/max/runs fields as {@link resultRow}, no target or yardstick. */
 export function peerRow(spec: PeerRowSpec, s: Summary): ResultRow {
-  const ns = nsPerUnit(s.median);
-  const rate = spec.unit === "exits"
-    ? { exits_per_s: s.median, ns_per_exit: ns }
-    : { instr_per_s: s.median, ns_per_instr: ns };
+  const rate = rateFields(spec.unit, s.median);
   const note = spec.note === undefined ? {} : { note: spec.note };
   return {
     path: spec.path,
@@ -168,7 +189,7 @@ export function formatPeerTable(rows: readonly ResultRow[], skipped: readonly Sk
   const body: string[][] = [];
   for (const c of peerComparisons(rows)) {
     const r = c.peer;
-    const unit = r.unit === "exits" ? "exits" : "instr";
+    const unit = unitLabel(r.unit);
     body.push([
       r.path,
       r.engine,
@@ -215,7 +236,7 @@ export function peerComparisons(rows: readonly ResultRow[]): PeerComparison[] {
 
 /** The median rate of a row, whatever its unit. */
 export function rowRate(r: ResultRow): number {
-  return "exits_per_s" in r ? r.exits_per_s : r.instr_per_s;
+  return "exits_per_s" in r ? r.exits_per_s : "writes_per_s" in r ? r.writes_per_s : r.instr_per_s;
 }
 
 /** A plain-text table (no colours), one line per row. */
@@ -223,7 +244,7 @@ export function formatTable(rows: readonly ResultRow[]): string {
   const head = ["path", "median /s", "ns/unit", "min /s", "max /s", "runs", "yard/unit", "target", ""];
   const body = rows.map((r) => {
     const rate = rowRate(r);
-    const unit = r.unit === "exits" ? "exits" : "instr";
+    const unit = unitLabel(r.unit);
     return [
       r.engine === "kvmsim" ? r.path : `${r.path} (${r.engine})`,
       `${formatRate(rate)} ${unit}`,

@@ -1,9 +1,9 @@
 /**
  * Turns a {@link BenchPath} into a VM and a timed loop, and checks after
  * every sample that the guest and the handler really did the work counted
- * (handler calls = exits, bytes seen = bytes written, retired instructions =
- * units × instructions per unit, and the path's own `check` of the guest's
- * result where it has one).
+ * (handler calls = exits — or, on a coalesced path, writes delivered — bytes
+ * seen = bytes written, retired instructions = units × instructions per
+ * unit, and the path's own `check` of the guest's result where it has one).
  *
  * @module
  */
@@ -27,7 +27,7 @@ import type { Vcpu } from "../src/vcpu.ts";
 import type { KvmRegs } from "../src/x86/regs.ts";
 import type { Vm } from "../src/vm.ts";
 import { createVmWithOneVcpu } from "../src/x86/setup.ts";
-import { type BenchPath, LOAD, type Sink } from "./paths.ts";
+import { type BenchPath, LOAD, MIN_COALESCED_PER_EXIT, type Sink, streamSum, stringInCheck } from "./paths.ts";
 
 /** One timed run of a path. */
 export interface Sample {
@@ -92,11 +92,61 @@ function budgetStep(p: BenchPath, vcpu: Vcpu): (n: number) => number {
   };
 }
 
+/** Estimated writes per runUntil exit on a coalesced path (85 or 169 coalesced + the exit's own): sizes maxExits. */
+const COALESCED_WRITES_PER_EXIT = 128;
+
+/**
+ * The runUntil loop of a coalesced path: the zone registered and the bus
+ * device inserted; `step(n)` runs about n / 128 ring-full exits and returns
+ * the writes delivered to the device (the ring drained while running and at
+ * the end, plus the exits), after checking runUntil's own counts.
+ */
+function coalescedStep(
+  p: BenchPath,
+  h: Extract<BenchPath["handler"], { kind: "coalesced-write" }>,
+  vm: GuestVm,
+  vcpu: GuestVcpu,
+  sink: Sink,
+): (n: number) => number {
+  (h.pio ? vm.pio : vm.mmio).insert(busDevice("bench-coalesced", h.fn, sink), h.addr, h.size);
+  vm.registerCoalescedMmio({ addr: h.addr, size: h.size, pio: h.pio });
+  const reason = h.pio ? "io" : "mmio";
+  return (n) => {
+    const maxExits = Math.max(1, Math.round(n / COALESCED_WRITES_PER_EXIT));
+    const calls0 = sink.calls;
+    const r = vm.runUntil(vcpu, { maxExits });
+    if (r.stop.kind !== "max-exits" || r.exits !== maxExits || r.counts[reason] !== maxExits) {
+      throw new BenchPathError(
+        p.path,
+        `runUntil stopped with ${JSON.stringify(r.stop)} after ${r.exits} exits (${
+          JSON.stringify(r.counts)
+        }): expected ${maxExits} ${reason} exits (ring full)`,
+      );
+    }
+    if (r.coalesced < maxExits * MIN_COALESCED_PER_EXIT) {
+      throw new BenchPathError(
+        p.path,
+        `${r.coalesced} coalesced writes over ${maxExits} exits: expected at least ${MIN_COALESCED_PER_EXIT} per exit (the ring full)`,
+      );
+    }
+    const writes = r.coalesced + maxExits, calls = sink.calls - calls0;
+    if (calls !== writes) {
+      throw new BenchPathError(
+        p.path,
+        `device called ${calls} times for ${r.coalesced} coalesced writes + ${maxExits} exits`,
+      );
+    }
+    return writes;
+  };
+}
+
 /** The runUntil loop of path `p` (either backend). */
 export function runUntilStep(p: BenchPath, vm: GuestVm, vcpu: GuestVcpu, sink: Sink): (n: number) => number {
   const h = p.handler;
   let handlers: ExitHandlers | undefined;
   switch (h.kind) {
+    case "coalesced-write":
+      return coalescedStep(p, h, vm, vcpu, sink);
     case "pio-out":
       vm.pio.insert(busDevice("bench-pio", h.fn, sink), h.port, 1);
       break;
@@ -111,7 +161,7 @@ export function runUntilStep(p: BenchPath, vm: GuestVm, vcpu: GuestVcpu, sink: S
     case "none":
     case "in-kernel":
     case "pio-in":
-    case "pio-outs":
+    case "pio-ins":
     case "mmio-read":
     case "msr-user":
     case "debug-sw-bp":
@@ -215,14 +265,14 @@ export function switchStep(p: BenchPath, vcpu: GuestVcpu, sink: Sink): (n: numbe
         return n;
       };
     }
-    case "pio-outs": {
+    case "pio-ins": {
       const { port, bytesPerExit, fn } = h;
       return (n) => {
         for (let i = 0; i < n; i++) {
           const reason = vcpu.runRaw();
           switch (reason) {
             case K.KVM_EXIT_IO: {
-              if (!ioIsOut(run) || ioPort(run) !== port || ioCount(run) !== bytesPerExit) unexpected(p, vcpu, reason);
+              if (ioIsOut(run) || ioPort(run) !== port || ioCount(run) !== bytesPerExit) unexpected(p, vcpu, reason);
               const exit = decodeExit(run);
               if (exit.reason !== "io" || exit.size !== 1) unexpected(p, vcpu, reason);
               fn(exit.data, sink);
@@ -297,6 +347,8 @@ export function switchStep(p: BenchPath, vcpu: GuestVcpu, sink: Sink): (n: numbe
     case "none":
     case "in-kernel":
       throw new BenchPathError(p.path, `loop switch needs an exit handler, got "${h.kind}"`);
+    case "coalesced-write":
+      throw new BenchPathError(p.path, `handler "coalesced-write" runs in loop runUntil (which drains the ring)`);
     default: {
       const never: never = h;
       throw new BenchPathError(p.path, `unknown handler ${JSON.stringify(never)}`);
@@ -431,28 +483,26 @@ function verify(
     }
     case "pio-out":
     case "mmio-write":
-      if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
+    case "coalesced-write":
+      if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} ${p.unit}`);
       if (sum !== (Math.imul(calls, h.expectByte) | 0)) {
         throw new BenchPathError(
           p.path,
-          `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × 0x${h.expectByte.toString(16)}`,
+          `handler saw byte sum ${sum >>> 0} over ${calls} ${p.unit}: expected ${calls} × 0x${
+            h.expectByte.toString(16)
+          }`,
         );
       }
       break;
     case "hlt":
       if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
       break;
-    case "pio-outs":
+    case "pio-ins": {
       if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
-      if (sum !== (Math.imul(calls * h.bytesPerExit, h.expectByte) | 0)) {
-        throw new BenchPathError(
-          p.path,
-          `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${calls} × ${h.bytesPerExit} × 0x${
-            h.expectByte.toString(16)
-          }`,
-        );
-      }
+      const problem = stringInVerify(h, prep.sink.calls, calls, sum, (gpa, len) => prep.vm.readGuest(gpa, len));
+      if (problem !== undefined) throw new BenchPathError(p.path, problem);
       break;
+    }
     case "pio-in":
     case "mmio-read":
     case "msr-user":
@@ -481,6 +531,29 @@ function verify(
   }
   const problem = p.check?.(prep.vm, vcpu);
   if (problem !== undefined) throw new BenchPathError(p.path, `guest result: ${problem}`);
+}
+
+/**
+ * The string-in checks shared with the kvm peer: the handler supplied the
+ * stream's bytes `[(total - calls) × n, total × n)` (their sum), and the
+ * guest's buffer holds the last completed transfer ({@link stringInCheck}).
+ * `total`: exits since the VM was created; `calls`, `sum`: this sample's.
+ */
+export function stringInVerify(
+  h: Extract<BenchPath["handler"], { kind: "pio-ins" }>,
+  total: number,
+  calls: number,
+  sum: number,
+  read: (gpa: number, len: number) => Uint8Array,
+): string | undefined {
+  const n = h.bytesPerExit;
+  const want = (streamSum(total * n) - streamSum((total - calls) * n)) | 0;
+  if (sum !== want) {
+    return `handler supplied byte sum ${sum >>> 0} over ${calls} exits: expected ${want >>> 0} (stream bytes ${
+      (total - calls) * n
+    } … ${total * n - 1})`;
+  }
+  return stringInCheck(read, h.buf, n, total);
 }
 
 /** The first step size of a path's loop (instructions per budget call, or exits). */

@@ -25,9 +25,11 @@
  *   unreal mode (Bochs's memory access path for an address no device and
  *   no RAM claims).
  *
- * - string-io: `rep outsb` of 16 bytes to BENCH_PORT (one IO dispatch per
- *   byte). Bochs ticks once per REP iteration ({@link BOCHS_REP_TICKS}),
- *   which the tick check counts.
+ * - string-in: `rep insb` of 16 bytes from BENCH_PORT into RAM (one IO-read
+ *   dispatch per byte; the unmapped-port device answers 0xff). The unit is
+ *   one REP INSB, the counterpart of kvmsim's one exit of count 16: 16 port
+ *   reads inside Bochs. Bochs ticks once per REP iteration
+ *   ({@link BOCHS_REP_TICKS}), which the tick check counts.
  * - cpuid-inkernel / msr-inkernel: `xor eax, eax; cpuid` and `rdmsr` of
  *   IA32_PAT in a `dec edi; jnz` loop, answered inside Bochs (an RDMSR
  *   that faulted would break the tick count).
@@ -37,7 +39,8 @@
  *   value itself (no handler does, unlike kvmsim's; the guest does not check it).
  *
  * Not compared ({@link BOCHS_NOT_COMPARED}, logged with the reason): hlt,
- * debug-int3, msr-user.
+ * debug-int3, msr-user, and the coalesced paths (io-out/coalesced,
+ * mmio-write/coalesced: no coalesced-write ring).
  *
  * @module
  */
@@ -63,8 +66,10 @@ export const BOCHS_TERM_PLUGINS = [
   "/usr/lib/bochs/plugins/libbx_term_gui.so",
 ] as const;
 
-/** Why these kvmsim paths have no bochs row. */
+/** Why these kvmsim paths (by id, or by family) have no bochs row. */
 export const BOCHS_NOT_COMPARED: Readonly<Record<string, string>> = {
+  "io-out/coalesced": "Bochs has no coalesced-write ring: every port write goes to its IO handler at once",
+  "mmio-write/coalesced": "Bochs has no coalesced-write ring: every MMIO write goes to its memory handler at once",
   "hlt": "Bochs has no HLT exit (the CPU waits for an interrupt)",
   "debug-int3":
     "a guest INT3 goes to the guest's IVT (#BP); the internal debugger's breakpoints stop at an interactive text prompt, not a host callback",
@@ -114,18 +119,18 @@ export const BOCHS_LOOPS: readonly ProcessLoop[] = [
   },
   {
     spec: {
-      path: "string-io/unassigned-port",
+      path: "string-in/unassigned-port",
       engine: "bochs",
       unit: "exits",
       loop: "sampled",
-      description: `real mode \`rep outsb\` of ${STRING_IO_BYTES} bytes to unassigned port 0x${
+      description: `real mode \`rep insb\` of ${STRING_IO_BYTES} bytes from unassigned port 0x${
         BENCH_PORT.toString(16)
-      } → Bochs's IO handler table, once per byte (in-process)`,
-      compared_to: "string-io/switch",
+      } into RAM → Bochs's IO handler table, once per byte (in-process)`,
+      compared_to: "string-in/switch",
       note:
-        `Bochs 2.7 interpreter, real mode; an exit = one REP OUTSB (${STRING_IO_BYTES} IO dispatches); ticks checked`,
+        `Bochs 2.7 interpreter, real mode; an exit = one ${STRING_IO_BYTES}-byte REP INSB = one kvmsim exit (count ${STRING_IO_BYTES}) = ${STRING_IO_BYTES} port reads in Bochs; ticks checked`,
     },
-    body: { kind: "string-io", iterations: 1 << 14 },
+    body: { kind: "string-in", iterations: 1 << 14 },
   },
   {
     spec: {
@@ -205,7 +210,7 @@ export const BOCHS_EXIT_ASM = [
  */
 export function bochsExpectedTicks(body: ChunkBody, chunks: number): number {
   const exitBeforeLastOut = 1 + 2 * "Shutdown".length - 1;
-  return 2 + prologueInstructions(body, BOCHS_REP_TICKS) + chunks * instructionsPerChunk(body, BOCHS_REP_TICKS) +
+  return 2 + prologueInstructions(body) + chunks * instructionsPerChunk(body, BOCHS_REP_TICKS) +
     exitBeforeLastOut;
 }
 

@@ -49,10 +49,11 @@ export type ChunkBody =
   /** `rdmsr` of IA32_PAT; `dec edi; jnz top`: `iterations` RDMSRs (in-emulator exits) per chunk. */
   | { readonly kind: "rdmsr"; readonly iterations: number }
   /**
-   * `mov si, buf; mov cx, 16; rep outsb; dec edi; jnz top` to {@link BENCH_PORT}: `iterations` REP OUTSBs of
-   * {@link STRING_IO_BYTES} bytes per chunk (the buffer is filled with {@link BENCH_BYTE} once, before the chunks).
+   * `mov di, buf; mov cx, 16; rep insb; dec ebp; jnz top` from {@link BENCH_PORT} (unassigned: the emulator
+   * supplies every byte) into {@link STRING_IO_BUF}: `iterations` REP INSBs of {@link STRING_IO_BYTES} bytes
+   * per chunk, each 16 port reads inside the emulator.
    */
-  | { readonly kind: "string-io"; readonly iterations: number };
+  | { readonly kind: "string-in"; readonly iterations: number };
 
 /** Units (exits or instructions) one chunk of `body` does. */
 export function unitsPerChunk(body: ChunkBody): number {
@@ -66,7 +67,7 @@ export function unitsPerChunk(body: ChunkBody): number {
       return 2 * body.iterations;
     case "cpuid":
     case "rdmsr":
-    case "string-io":
+    case "string-in":
       return body.iterations;
     default: {
       const never: never = body;
@@ -106,9 +107,9 @@ export function instructionsPerChunk(body: ChunkBody, repIterations = false): nu
     case "rdmsr":
       // mov ecx; mov edi; iterations × (rdmsr, dec, jnz)
       return 2 + 3 * body.iterations + tail;
-    case "string-io":
-      // mov ebp, esi; mov dx; mov edi; iterations × (mov si, mov cx, rep outsb, dec, jnz); mov esi, ebp
-      return 4 + (4 + (repIterations ? STRING_IO_BYTES : 1)) * body.iterations + tail;
+    case "string-in":
+      // mov dx; mov ebp; iterations × (mov di, mov cx, rep insb, dec, jnz)
+      return 2 + (4 + (repIterations ? STRING_IO_BYTES : 1)) * body.iterations + tail;
     default: {
       const never: never = body;
       throw new RangeError(`unknown chunk body ${JSON.stringify(never)}`);
@@ -118,17 +119,15 @@ export function instructionsPerChunk(body: ChunkBody, repIterations = false): nu
 
 /**
  * Instructions before the first chunk (after the reset far jump and `xor
- * esi, esi`): the unreal-mode entry (mmio-write, mmio-read), the buffer fill (string-io;
- * `repIterations` as in {@link instructionsPerChunk}).
+ * esi, esi`): the unreal-mode entry (mmio-write, mmio-read); none has a REP
+ * instruction.
  */
-export function prologueInstructions(body: ChunkBody, repIterations = false): number {
+export function prologueInstructions(body: ChunkBody): number {
   switch (body.kind) {
     case "mmio-write":
     case "mmio-read":
       return 11;
-    case "string-io":
-      // mov di; mov cx; mov al; rep stosb
-      return 3 + (repIterations ? STRING_IO_BYTES : 1);
+    case "string-in":
     case "io-out":
     case "io-in":
     case "raw":
@@ -141,13 +140,6 @@ export function prologueInstructions(body: ChunkBody, repIterations = false): nu
     }
   }
 }
-
-/** Fill the string-io buffer (ES = 0 after reset) with {@link BENCH_BYTE}. */
-const STRING_IO_PROLOGUE = `
-  mov di, ${STRING_IO_BUF}
-  mov cx, ${STRING_IO_BYTES}
-  mov al, ${BENCH_BYTE}
-  rep stosb`;
 
 /** Unreal mode: DS gets base 0 and a 4 GiB limit from GDT entry 1, then the CPU is back in real mode. */
 export const UNREAL_PROLOGUE = `
@@ -262,20 +254,18 @@ top:
   rdmsr
   dec edi
   jnz top`;
-    case "string-io":
+    case "string-in":
       checkIterations(body);
-      // OUTSB moves si, which holds the chunk counter: ebp keeps it meanwhile.
+      // INSB moves di (ES = 0 after reset): ebp counts the iterations; esi (the chunk counter) is untouched.
       return `
-  mov ebp, esi
   mov dx, ${BENCH_PORT}
-  mov edi, ${body.iterations}
+  mov ebp, ${body.iterations}
 top:
-  mov si, ${STRING_IO_BUF}
+  mov di, ${STRING_IO_BUF}
   mov cx, ${STRING_IO_BYTES}
-  rep outsb
-  dec edi
-  jnz top
-  mov esi, ebp`;
+  rep insb
+  dec ebp
+  jnz top`;
     default: {
       const never: never = body;
       throw new RangeError(`unknown chunk body ${JSON.stringify(never)}`);
@@ -293,7 +283,7 @@ export function chunkedProgram(body: ChunkBody, chunks: number, exitAsm: string)
   }
   const unreal = body.kind === "mmio-write" || body.kind === "mmio-read";
   return `
-  xor esi, esi${unreal ? UNREAL_PROLOGUE : ""}${body.kind === "string-io" ? STRING_IO_PROLOGUE : ""}
+  xor esi, esi${unreal ? UNREAL_PROLOGUE : ""}
 chunk:${bodyAsm(body)}
   mov ax, si
   and al, 0x7f

@@ -8,12 +8,19 @@
  * /dev/kvm is kvm_pvm, which runs CPL0 guest code through KVM's instruction
  * emulator, ~1.4 µs per instruction, /work/shared/spec/perf_anchors.md §0: a
  * CPL0 raw rate is an emulator figure, not a hardware one), the in-kernel
- * paths (counted by the instruction budget), string IO (this KVM exits once
- * per element) and INT3 debug exits (not emulated at CPL0 here).
+ * paths (counted by the instruction budget) and INT3 debug exits (not
+ * emulated at CPL0 here). String IO is the REP INSB path: KVM's
+ * pio_in_emulated reads ahead up to a page edge / 1024 bytes, so a 16-byte
+ * REP INSB is one exit of count 16 on KVM as on kvmsim (its switch loop
+ * checks the count of every exit). The coalesced paths run with a real
+ * KVM_REGISTER_COALESCED_MMIO zone: KVM appends the writes to its ring
+ * page (in the vCPU mmap) and exits only when the ring is full; their unit
+ * is writes delivered to the device, as on kvmsim.
  *
  * Checks after every run: handler calls = exits, byte sum = exits × byte
- * (× bytes per exit for string IO) (KVM does not count retired instructions,
- * so that check is the kvmsim runner's only).
+ * (string in: the stream's bytes, and the guest buffer holds the last
+ * completed transfer) (KVM does not count retired instructions, so that
+ * check is the kvmsim runner's only).
  *
  * @module
  */
@@ -24,7 +31,7 @@ import { createVmWithOneVcpu } from "../../src/x86/setup.ts";
 import { type BenchPath, LOAD, type Sink } from "../paths.ts";
 import type { PeerRowSpec } from "../report.ts";
 import { ratePerSecond } from "../stats.ts";
-import { runUntilStep, switchStep } from "../run_path.ts";
+import { runUntilStep, stringInVerify, switchStep } from "../run_path.ts";
 import { type Peer, PeerCheckError, type PeerLoop, type PeerSampler } from "./peer.ts";
 
 /** Why the raw paths have no kvm row. */
@@ -53,45 +60,52 @@ function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n
   }
 }
 
-/** One timed run: chunks of exits (starting at 64, doubled while a chunk takes < 5 ms) until `ms` is up; returns exits/s. */
-function timedRun(p: BenchPath, step: (n: number) => number, sink: Sink, ms: number): number {
+/**
+ * One timed run: chunks of units (starting at 64, doubled while a chunk takes
+ * < 5 ms) until `ms` is up; returns units/s (exits, or a coalesced path's
+ * writes: its step returns the writes it delivered).
+ */
+function timedRun(p: BenchPath, vm: BackendVm, step: (n: number) => number, sink: Sink, ms: number): number {
   const calls0 = sink.calls, sum0 = sink.sum;
-  let chunk = 64, exits = 0;
+  let chunk = 64, units = 0;
   const t0 = performance.now();
   let t = t0;
   for (;;) {
     const c0 = t;
-    step(chunk);
-    exits += chunk;
+    units += step(chunk);
     t = performance.now();
     if (t - t0 >= ms) break;
     if (t - c0 < 5) chunk *= 2;
   }
   const calls = sink.calls - calls0, sum = (sink.sum - sum0) | 0;
-  if (calls !== exits) throw new PeerCheckError("kvm", p.path, `handler called ${calls} times for ${exits} exits`);
+  if (calls !== units) {
+    throw new PeerCheckError("kvm", p.path, `handler called ${calls} times for ${units} ${p.unit}`);
+  }
   const h = p.handler;
+  if (h.kind === "pio-ins") {
+    const problem = stringInVerify(h, sink.calls, calls, sum, (gpa, len) => vm.readGuest(gpa, len));
+    if (problem !== undefined) throw new PeerCheckError("kvm", p.path, problem);
+  }
   const want = h.kind === "pio-out" || h.kind === "mmio-write" || h.kind === "pio-in" || h.kind === "mmio-read" ||
-      h.kind === "msr-user"
+      h.kind === "msr-user" || h.kind === "coalesced-write"
     ? Math.imul(calls, h.expectByte) | 0
-    : h.kind === "pio-outs"
-    ? Math.imul(calls * h.bytesPerExit, h.expectByte) | 0
     : undefined;
   if (want !== undefined && sum !== want) {
     throw new PeerCheckError(
       "kvm",
       p.path,
-      `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${want >>> 0}`,
+      `handler saw byte sum ${sum >>> 0} over ${calls} ${p.unit}: expected ${want >>> 0}`,
     );
   }
-  return ratePerSecond(exits, t - t0);
+  return ratePerSecond(units, t - t0);
 }
 
-/** The kvm row of exit path `p`: the VM is created and warmed up by `open`, one window per `sample`. */
+/** The kvm row of exit (or coalesced-write) path `p`: the VM is created and warmed up by `open`, one window per `sample`. */
 export function kvmLoop(p: BenchPath): PeerLoop {
   const spec: PeerRowSpec = {
     path: p.path,
     engine: "kvm",
-    unit: "exits",
+    unit: p.unit,
     loop: p.loop,
     description: `${p.description} — on /dev/kvm (KVM backend), 64-bit CPL0`,
     compared_to: p.path,
@@ -118,9 +132,9 @@ export function kvmLoop(p: BenchPath): PeerLoop {
           p.setup?.(vm, vcpu);
           const sink: Sink = { calls: 0, sum: 0 };
           const step = stepper(p, vm, vcpu, sink);
-          for (let i = 0; i < settings.warmup; i++) timedRun(p, step, sink, settings.durationMs);
+          for (let i = 0; i < settings.warmup; i++) timedRun(p, vm, step, sink, settings.durationMs);
           resolve({
-            sample: () => new Promise<number>((done) => done(timedRun(p, step, sink, settings.durationMs))),
+            sample: () => new Promise<number>((done) => done(timedRun(p, vm, step, sink, settings.durationMs))),
             close,
           });
         } catch (e) {
@@ -133,8 +147,6 @@ export function kvmLoop(p: BenchPath): PeerLoop {
 
 /** Why a handler kind has no kvm row (logged; every other kind outside KVM_HANDLERS is "no kvm loop yet"). */
 const KVM_SKIPS: Readonly<Record<string, string>> = {
-  "pio-outs":
-    "this host's KVM exits once per element of a REP OUTSB (count 1), so the 16-byte batch has no counterpart",
   "in-kernel": "an in-kernel exit is counted by the instruction budget, which KVM does not have",
   "debug-sw-bp":
     "kvm_pvm's emulator does not emulate INT3 at CPL0 here (KVM_EXIT_INTERNAL_ERROR; tests/conformance/kvm_divergences.ts)",
@@ -146,8 +158,10 @@ const KVM_HANDLERS: ReadonlySet<string> = new Set([
   "mmio-write",
   "hlt",
   "pio-in",
+  "pio-ins",
   "mmio-read",
   "msr-user",
+  "coalesced-write",
 ]);
 
 export const kvmPeer: Peer = {

@@ -166,8 +166,8 @@ export function loopsFor(loops: readonly ProcessLoop[], paths: readonly { readon
 
 /**
  * The plan of a process peer for `paths`: its loops whose counterpart is
- * selected, and a note for every selected path of a family in `notCompared`
- * (family → reason).
+ * selected, and a note for every selected path in `notCompared` (keyed by
+ * path id, or by family for the whole family → reason).
  */
 export function processPlan(
   engine: ProcessEngine,
@@ -176,7 +176,7 @@ export function processPlan(
   paths: readonly { readonly path: string }[],
 ): PeerPlan {
   const notes = paths.flatMap((p) => {
-    const why = notCompared[p.path.slice(0, p.path.indexOf("/"))];
+    const why = notCompared[p.path] ?? notCompared[p.path.slice(0, p.path.indexOf("/"))];
     return why === undefined ? [] : [`${p.path} not run on ${engine.name}: ${why}`];
   });
   const planned: PeerLoop[] = loopsFor(loops, paths).map((l) => ({

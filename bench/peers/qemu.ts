@@ -19,8 +19,9 @@
  *   and no RAM there), in unreal mode: TCG's slow path for an I/O TLB entry
  *   → the unassigned memory region.
  *
- * - string-io: `rep outsb` of 16 bytes to BENCH_PORT (QEMU dispatches each
- *   byte: 16 unassigned-port writes per REP OUTSB, the unit).
+ * - string-in: `rep insb` of 16 bytes from BENCH_PORT into RAM (QEMU
+ *   dispatches each byte: 16 unassigned-port reads per REP INSB). The unit
+ *   is one REP INSB, the counterpart of kvmsim's one exit of count 16.
  * - cpuid-inkernel / msr-inkernel: `xor eax, eax; cpuid` and `rdmsr` of
  *   IA32_PAT in a `dec edi; jnz` loop: instructions TCG answers in a helper,
  *   never leaving QEMU — the counterpart of kvmsim's in-core exits.
@@ -30,7 +31,8 @@
  *   value itself (no handler does, unlike kvmsim's; the guest does not check it).
  *
  * Not compared ({@link QEMU_NOT_COMPARED}, logged with the reason): hlt,
- * debug-int3, msr-user.
+ * debug-int3, msr-user, and the coalesced paths (io-out/coalesced,
+ * mmio-write/coalesced: no coalesced-write ring).
  *
  * @module
  */
@@ -47,8 +49,12 @@ export const QEMU_EXIT_VALUE = 0x31;
 export const QEMU_EXIT_CODE = (QEMU_EXIT_VALUE << 1) | 1;
 export const QEMU_INSTALL = "sh scripts/install-peers.sh (apt-get install qemu-system-x86)";
 
-/** Why these kvmsim paths have no qemu row. */
+/** Why these kvmsim paths (by id, or by family) have no qemu row. */
 export const QEMU_NOT_COMPARED: Readonly<Record<string, string>> = {
+  "io-out/coalesced":
+    "TCG dispatches every port write to its device at once; QEMU's coalesced MMIO/PIO ring exists only under -accel kvm",
+  "mmio-write/coalesced":
+    "TCG dispatches every MMIO write to its region at once; QEMU's coalesced MMIO/PIO ring exists only under -accel kvm",
   "hlt": "TCG has no HLT exit (the vCPU sleeps until an interrupt)",
   "debug-int3":
     "a guest INT3 goes to the guest's IDT/IVT (#BP), never to QEMU; its gdbstub breakpoints are host-inserted and each hit is a gdb remote-protocol round trip over a socket, a different mechanism",
@@ -96,17 +102,18 @@ export const QEMU_LOOPS: readonly ProcessLoop[] = [
   },
   {
     spec: {
-      path: "string-io/unassigned-port",
+      path: "string-in/unassigned-port",
       engine: "qemu",
       unit: "exits",
       loop: "sampled",
-      description: `real mode \`rep outsb\` of ${STRING_IO_BYTES} bytes to unassigned port 0x${
+      description: `real mode \`rep insb\` of ${STRING_IO_BYTES} bytes from unassigned port 0x${
         BENCH_PORT.toString(16)
-      } → QEMU's IO dispatch, once per byte (in-process)`,
-      compared_to: "string-io/switch",
-      note: `QEMU TCG, real mode; an exit = one REP OUTSB (${STRING_IO_BYTES} IO dispatches to unassigned_io_ops)`,
+      } into RAM → QEMU's IO dispatch, once per byte (in-process)`,
+      compared_to: "string-in/switch",
+      note:
+        `QEMU TCG, real mode; an exit = one ${STRING_IO_BYTES}-byte REP INSB = one kvmsim exit (count ${STRING_IO_BYTES}) = ${STRING_IO_BYTES} IO-read dispatches to unassigned_io_ops`,
     },
-    body: { kind: "string-io", iterations: 1 << 15 },
+    body: { kind: "string-in", iterations: 1 << 15 },
   },
   {
     spec: {

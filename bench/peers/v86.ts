@@ -14,8 +14,12 @@
  * - io-in / mmio-read: `in al, dx` / `mov al, [edi]` (unreal mode) with
  *   `add ebx, eax`: the register_read / mmap read8 handler answers
  *   BENCH_BYTE, and the guest's ebx sum is checked against the answers.
- * - string-io: `rep outsb` of {@link STRING_IO_BYTES} bytes; v86 calls the
- *   port handler once per byte, so a unit is 16 handler calls.
+ * - string-in: `rep insb` of {@link STRING_IO_BYTES} bytes into RAM; v86
+ *   calls the register_read handler once per byte (it has no batched string
+ *   IO), so a unit — one REP INSB, the counterpart of kvmsim's one exit of
+ *   count 16 — is 16 handler calls. The handler supplies the same byte-counter
+ *   stream as kvmsim's ({@link streamByte}); the guest buffer is checked
+ *   against it after every window.
  * - cpuid-inkernel / msr-inkernel: `cpuid` and `rdmsr` of IA32_PAT (a
  *   register v86 implements: its debug build asserts on unknown MSRs, not
  *   on this one) answered inside v86; the guest counts iterations in esi.
@@ -25,7 +29,8 @@
  *   its registers and memory checked against the closed forms after every window.
  *
  * Not compared ({@link V86_NOT_COMPARED}, logged with the reason): hlt,
- * debug-int3, msr-user.
+ * debug-int3, msr-user, and the coalesced paths (io-out/coalesced,
+ * mmio-write/coalesced: no coalesced-write ring).
  *
  * v86 runs asynchronously in slices, so a run is a sampling window: counts
  * at the start and the end of `durationMs` of wall time; between windows
@@ -45,6 +50,7 @@ import {
   BENCH_PORT,
   type BenchPath,
   MSR_PAT,
+  streamByte,
   STRING_IO_BUF,
   STRING_IO_BYTES,
 } from "../paths.ts";
@@ -76,8 +82,12 @@ export type V86Count =
    * handler answers {@link BENCH_BYTE}, the guest adds it into ebx (checked: units × the byte, ± one answer).
    */
   | { readonly kind: "reads"; readonly from: "port" | "mmio"; readonly insnsPerUnit: number }
-  /** One `rep outsb` of `bytesPerUnit` bytes per unit: v86 calls the port handler once per byte. */
-  | { readonly kind: "port-bytes"; readonly bytesPerUnit: number; readonly insnsPerUnit: number }
+  /**
+   * One `rep insb` of `bytesPerUnit` bytes into {@link STRING_IO_BUF} per unit: v86 calls the register_read
+   * handler once per byte, which answers the {@link streamByte} stream; the buffer must hold the stream's latest
+   * bytes ({@link stringInBuffer}).
+   */
+  | { readonly kind: "port-in-bytes"; readonly bytesPerUnit: number; readonly insnsPerUnit: number }
   /** Instructions handled inside v86 (CPUID, RDMSR): the guest counts iterations in esi. */
   | { readonly kind: "esi"; readonly insnsPerUnit: number };
 
@@ -200,29 +210,25 @@ ${UNREAL_DATA}`,
   },
   {
     spec: {
-      path: "string-io/port-handler",
+      path: "string-in/port-handler",
       engine: "v86",
       unit: "exits",
       loop: "port-handler",
       description:
-        `real mode \`rep outsb\` of ${STRING_IO_BYTES} bytes → cpu.io.register_write handler (JS), once per byte`,
-      compared_to: "string-io/switch",
+        `real mode \`rep insb\` of ${STRING_IO_BYTES} bytes into RAM → cpu.io.register_read handler (JS) answers the byte-counter stream, once per byte`,
+      compared_to: "string-in/switch",
       note:
-        `v86 JIT, real mode; an exit = one REP OUTSB (${STRING_IO_BYTES} handler calls: v86 has no batched string IO)`,
+        `v86 JIT, real mode; an exit = one ${STRING_IO_BYTES}-byte REP INSB = one kvmsim exit (count ${STRING_IO_BYTES}) = ${STRING_IO_BYTES} handler calls (v86 has no batched string IO); guest buffer checked`,
     },
     asm: `
-  mov di, ${STRING_IO_BUF}
-  mov cx, ${STRING_IO_BYTES}
-  mov al, ${BENCH_BYTE}
-  rep stosb
   mov dx, ${BENCH_PORT}
 top:
-  mov si, ${STRING_IO_BUF}
+  mov di, ${STRING_IO_BUF}
   mov cx, ${STRING_IO_BYTES}
-  rep outsb
+  rep insb
   jmp top
 `,
-    count: { kind: "port-bytes", bytesPerUnit: STRING_IO_BYTES, insnsPerUnit: 4 },
+    count: { kind: "port-in-bytes", bytesPerUnit: STRING_IO_BYTES, insnsPerUnit: 4 },
   },
   {
     spec: {
@@ -283,8 +289,12 @@ top:
   },
 ];
 
-/** Why these kvmsim path families have no v86 row. */
+/** Why these kvmsim paths (by id, or by family) have no v86 row. */
 export const V86_NOT_COMPARED: Readonly<Record<string, string>> = {
+  "io-out/coalesced":
+    "v86 has no coalesced-write ring: every port write calls its handler at once (io-out/port-handler)",
+  "mmio-write/coalesced":
+    "v86 has no coalesced-write ring: every MMIO write calls its handler at once (mmio-write/mmap-handler)",
   "hlt": "v86 has no HLT exit (with IF=0 the CPU halts until an interrupt)",
   "debug-int3":
     "v86 has no debug exit: INT3 is delivered to the guest's IVT vector 3, no host hook sees it (an interrupt, not a trap to the VMM)",
@@ -334,7 +344,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** What the handlers saw so far. */
 interface V86Counters {
   writes: number;
-  bytes: number;
   mmioWrites: number;
   reads: number;
   mmioReads: number;
@@ -345,13 +354,23 @@ interface V86Counters {
 /** Counter values at one moment. */
 export interface V86Snapshot {
   readonly writes: number;
-  readonly bytes: number;
   readonly mmioWrites: number;
   readonly reads: number;
   readonly mmioReads: number;
   readonly insns: number;
   readonly esi: number;
   readonly ebx: number;
+  /** The {@link STRING_IO_BYTES} bytes at {@link STRING_IO_BUF} (port-in-bytes loops; empty otherwise). */
+  readonly buf: readonly number[];
+}
+
+/**
+ * The string-in buffer after `reads` handler reads of the stream, each REP
+ * INSB filling offsets 0 … n-1 in order: offset i holds the latest read j < reads
+ * with j ≡ i (mod n), or 0 (fresh RAM) when there is none.
+ */
+export function stringInBuffer(reads: number, n: number): number[] {
+  return Array.from({ length: n }, (_, i) => (reads > i ? streamByte(reads - 1 - ((reads - 1 - i) % n)) : 0));
 }
 
 /**
@@ -364,10 +383,12 @@ export function v86WindowUnits(
   b: V86Snapshot,
 ): { units: number } | { problem: string } {
   const insns = (b.insns - a.insns) >>> 0;
-  const writes = b.writes - a.writes, mmio = b.mmioWrites - a.mmioWrites, bytes = b.bytes - a.bytes;
+  const writes = b.writes - a.writes, mmio = b.mmioWrites - a.mmioWrites;
   const reads = (b.reads - a.reads) + (b.mmioReads - a.mmioReads);
   const expectNo = (what: string, n: number) => (n === 0 ? undefined : `${n} ${what} on a loop that does none`);
-  if (count.kind !== "reads" && reads !== 0) return { problem: `${reads} reads on a loop that does none` };
+  if (count.kind !== "reads" && count.kind !== "port-in-bytes" && reads !== 0) {
+    return { problem: `${reads} reads on a loop that does none` };
+  }
   const perUnit = (units: number, k: number): { units: number } | { problem: string } => {
     if (units === 0) return { problem: `no unit done (${insns} instructions retired)` };
     if (Math.abs(insns - k * units) > 2 * k) {
@@ -387,11 +408,20 @@ export function v86WindowUnits(
     case "mmio-writes":
       problem = expectNo("port writes", writes);
       return problem === undefined ? perUnit(mmio, count.insnsPerUnit) : { problem };
-    case "port-bytes": {
-      problem = expectNo("MMIO writes", mmio);
+    case "port-in-bytes": {
+      problem = expectNo("port writes", writes) ?? expectNo("MMIO writes", mmio) ??
+        expectNo("MMIO reads", b.mmioReads - a.mmioReads);
       if (problem !== undefined) return { problem };
-      // A window may end inside a REP OUTSB: whole units only, the rest counts in the next window.
-      return perUnit(Math.round(bytes / count.bytesPerUnit), count.insnsPerUnit);
+      const want = stringInBuffer(b.reads, count.bytesPerUnit);
+      if (b.buf.length !== want.length || b.buf.some((x, i) => x !== want[i])) {
+        return {
+          problem: `guest buffer holds [${b.buf.join(", ")}] after ${b.reads} stream reads: expected [${
+            want.join(", ")
+          }]`,
+        };
+      }
+      // A window may end inside a REP INSB: whole units only, the rest counts in the next window.
+      return perUnit(Math.round((b.reads - a.reads) / count.bytesPerUnit), count.insnsPerUnit);
     }
     case "esi":
       problem = expectNo("port writes", writes) ?? expectNo("MMIO writes", mmio);
@@ -456,17 +486,17 @@ async function openLoop(
       );
       emulator.add_listener("emulator-loaded", () => (clearTimeout(timer), resolve()));
     });
-    const c: V86Counters = { writes: 0, bytes: 0, mmioWrites: 0, reads: 0, mmioReads: 0, bad: [] };
+    const c: V86Counters = { writes: 0, mmioWrites: 0, reads: 0, mmioReads: 0, bad: [] };
     const note = (what: string) => c.bad.length < 4 && c.bad.push(what);
     const cpu = emulator.v86.cpu;
     cpu.io.register_write(BENCH_PORT, {}, (v: number) => {
       c.writes++;
-      c.bytes++;
       if (v !== BENCH_BYTE) note(`port write of 0x${v.toString(16)}`);
     });
+    const stream = loop.count.kind === "port-in-bytes";
     cpu.io.register_read(BENCH_PORT, {}, () => {
-      c.reads++;
-      return BENCH_BYTE;
+      const j = c.reads++;
+      return stream ? streamByte(j) : BENCH_BYTE;
     });
     const block = BENCH_MMIO - (BENCH_MMIO % V86_MMIO_BLOCK);
     cpu.io.mmap_register(block, V86_MMIO_BLOCK, (addr: number) => {
@@ -487,13 +517,13 @@ async function openLoop(
       lastCount = insns;
       return {
         writes: c.writes,
-        bytes: c.bytes,
         mmioWrites: c.mmioWrites,
         reads: c.reads,
         mmioReads: c.mmioReads,
         insns,
         esi: cpu.reg32[6] >>> 0,
         ebx: cpu.reg32[3] >>> 0,
+        buf: stream ? [...(cpu.mem8 as Uint8Array).subarray(STRING_IO_BUF, STRING_IO_BUF + STRING_IO_BYTES)] : [],
       };
     };
     /** One window while v86 runs: its rate, checked. */
@@ -551,7 +581,7 @@ export const v86Peer: Peer = {
   },
   plan(paths) {
     const notes = paths.flatMap((p) => {
-      const why = V86_NOT_COMPARED[p.path.slice(0, p.path.indexOf("/"))];
+      const why = V86_NOT_COMPARED[p.path] ?? V86_NOT_COMPARED[p.path.slice(0, p.path.indexOf("/"))];
       return why === undefined ? [] : [`${p.path} not run on v86: ${why}`];
     });
     const loops: PeerLoop[] = v86LoopsFor(paths).map((loop) => ({
