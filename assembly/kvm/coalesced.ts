@@ -10,6 +10,7 @@ import {
   CZONE_ADDR, CZONE_PIO, CZONE_SIZE, CZONE_SIZEOF, KVM_COALESCED_MMIO_MAX, VMC_COALESCED_LOCK,
   VMC_COALESCED_NZONES, VMC_COALESCED_RING, VMC_COALESCED_ZONES, VM_CONTROL_BASE,
 } from "../abi.generated";
+import { storeN } from "../x86/mem";
 
 const NZONES: usize = VM_CONTROL_BASE + VMC_COALESCED_NZONES;
 const LOCK: usize = VM_CONTROL_BASE + VMC_COALESCED_LOCK;
@@ -67,12 +68,7 @@ export function coalesce(pio: u32, addr: u64, len: i32, v: u64): bool {
       store<u32>(e + CMMIO_LEN, <u32>len);
       store<u32>(e + CMMIO_PIO, pio);
       // memcpy(data, val, len): only `len` bytes, the rest of data[8] keeps what it held.
-      const d = e + CMMIO_DATA;
-      if (len == 1) store<u8>(d, <u8>v);
-      else if (len == 2) store<u16>(d, <u16>v);
-      else if (len == 4) store<u32>(d, <u32>v);
-      else if (len == 8) store<u64>(d, v);
-      else for (let i = 0; i < len; i++) store<u8>(d + <usize>i, <u8>(v >> (<u64>i << 3)));
+      storeN(e + CMMIO_DATA, len, v);
       atomic.store<u32>(RING + CRING_LAST, next); // after the entry (smp_wmb)
     }
   }

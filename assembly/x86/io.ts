@@ -12,7 +12,7 @@ import { addrSize, nextIp, opSize, repPrefix, segOverride } from "./decode_state
 import { ACC_WRITE } from "./paging";
 import { gp0 } from "./exceptions";
 import { MODE_REAL, MODE_V86, RFLAGS_DF, RFLAGS_IOPL, cpl, mode } from "./mode";
-import { PEND_PIO_IN, PEND_PIO_OUT, bulkHost, peekCode, pendRetire, readMem, readSys, writeMem } from "./mem";
+import { PEND_PIO_IN, PEND_PIO_OUT, bulkHost, lenMask, peekCode, pendRetire, readMem, readSys, writeMem } from "./mem";
 import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayClear, replayCount, replayData, replayNext } from "./replay";
 import { getFlags } from "./core_link";
 import { flagsOther } from "./flags";
@@ -177,7 +177,7 @@ export function execIns(): void {
       if (c > 8) c = 8;
       const toPage = 4096 - <i32>(a & 0xfff);
       if (c > toPage) c = toPage;
-      writeMem(SEG_ES, a, c, load<u64>(RUN + PIO_DATA + off) & (c == 8 ? <u64>-1 : (<u64>1 << (<u64>c << 3)) - 1));
+      writeMem(SEG_ES, a, c, load<u64>(RUN + PIO_DATA + off) & lenMask(c));
       if (status != ST_OK) return;
       off += c;
     }

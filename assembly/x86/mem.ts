@@ -142,7 +142,8 @@ function translateSlow(lin: u64, acc: i32, priv: i32): i64 {
   return v;
 }
 
-@inline function storeN(h: usize, size: i32, v: u64): void {
+/** Store the low `size` (1-8) bytes of `v` at host address `h`, little-endian. */
+@inline export function storeN(h: usize, size: i32, v: u64): void {
   if (size == 4) store<u32>(h, <u32>v);
   else if (size == 1) store<u8>(h, <u8>v);
   else if (size == 2) store<u16>(h, <u16>v);
@@ -150,7 +151,8 @@ function translateSlow(lin: u64, acc: i32, priv: i32): i64 {
   else for (let i = 0; i < size; i++) store<u8>(h + <usize>i, <u8>(v >> (<u64>i << 3)));
 }
 
-@inline function lenMask(len: i32): u64 { return len >= 8 ? <u64>-1 : ((<u64>1 << (<u64>len << 3)) - 1); }
+/** The low `len` (1-8) bytes set. */
+@inline export function lenMask(len: i32): u64 { return len >= 8 ? <u64>-1 : ((<u64>1 << (<u64>len << 3)) - 1); }
 
 function mmioRead(gpa: u64, len: i32): u64 {
   if (replayNext(RK_MMIO_READ, gpa, <u32>len)) return replayData & lenMask(len);
