@@ -152,14 +152,17 @@ Deno.test("setSregs() between an exit and the re-entry: a new CS base moves inst
   assert.equal(vcpu.getRegs().rbx & 0xffn, 2n);
 });
 
-Deno.test("MMIO write completion then setRegs(rip): the store is not retired twice, the guest runs from the new RIP", () => {
+Deno.test("MMIO write exit then setRegs(rip): the store retired once at the exit, the guest runs from the new RIP", () => {
   const { vcpu } = guest("mov ebx, 0xd0000000\nmov [rbx], al\nhlt\nother: mov ecx, 9\nhlt");
   const e = vcpu.run(BUDGET);
   assert.ok(e.reason === "mmio" && e.isWrite);
   const rip = vcpu.getRegs().rip;
-  vcpu.setRegs({ rip: rip + 3n }); // mov [rbx], al (2 bytes) + hlt → `other`
+  assert.equal(rip, 0x1007n, "RIP past the store at its exit, as KVM writes back an emulated MMIO write");
+  assert.equal(vcpu.instructions, 2);
+  vcpu.setRegs({ rip: rip + 1n }); // past the hlt → `other`
   assert.equal(vcpu.run(BUDGET).reason, "hlt");
   assert.equal(vcpu.getRegs().rcx, 9n);
+  assert.equal(vcpu.instructions, 4);
 });
 
 Deno.test("a second vCPU run in between: re-entry of the first reloads its own state", () => {

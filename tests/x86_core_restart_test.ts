@@ -1,9 +1,10 @@
 /**
- * Restart-with-replay through the real run(): an instruction whose memory
- * operand is MMIO exits (RIP on the instruction, nothing committed), and the next
- * run() re-executes it with the data; a read-modify-write gives a read exit then a
- * write exit; REP MOVSB from MMIO commits one iteration per exit (RSI/RDI/RCX
- * describe the remaining work at every exit).
+ * Restart-with-replay through the real run(): an instruction whose MMIO read
+ * exits commits nothing (RIP on the instruction), and the next run() re-executes it
+ * with the data; an MMIO write exits with its instruction committed, as KVM writes
+ * back an emulated write (RIP past it, flags set); a read-modify-write gives a read
+ * exit then a write exit; REP MOVSB from MMIO commits one iteration per exit
+ * (RSI/RDI/RCX describe the remaining work at every exit).
  * Refresh bytes: deno run -A tests/oracle/fill_snippets.ts tests/x86_core_restart_test.ts
  */
 import assert from "node:assert/strict";
@@ -49,7 +50,8 @@ Deno.test("MMIO read operand: exit, then completion; ADC RMW: read exit, write e
   assert.equal(c.vm.run(), KVM_EXIT_MMIO); // the ADC's write: 0x10 + 6 + CF
   assert.equal(c.runField("mmio.is_write"), 1);
   assert.equal(mmioData(c), 0x17n);
-  assert.equal(c.reg("rip"), adcRip);
+  assert.equal(c.reg("rip"), adcRip + 3n); // committed at the write exit: past the ADC, its flags set
+  assert.equal(c.reg("rflags") & 1n, 0n);
   assert.equal(c.vm.run(), KVM_EXIT_HLT);
   assert.equal(c.reg("rflags") & 1n, 0n);
 });
@@ -103,7 +105,7 @@ Deno.test("MOV r, [base] / MOV [base+disp], r (the loop fast path): MMIO exits a
   assert.equal(c.runField("mmio.is_write"), 1);
   assert.equal(c.runField("mmio.phys_addr"), 0xd0000010);
   assert.equal(mmioData(c), 0xcafef00dn);
-  assert.equal(c.reg("rip"), BigInt(CODE + 7));
+  assert.equal(c.reg("rip"), BigInt(CODE + 10)); // the store committed at its exit, as on KVM
   assert.equal(c.vm.run(), KVM_EXIT_HLT);
 
   const l = new CoreVm("long");

@@ -5,8 +5,8 @@
 // and the exit fields KVM's post_kvm_run_save writes (if_flag,
 // ready_for_interrupt_injection, cr8, apic_base).
 import {
-  KVM_EXIT_INTR, KVM_EXIT_SHUTDOWN, KVM_PIO_PAGE_OFFSET, KVM_RUN_APIC_BASE, KVM_RUN_CR8, KVM_RUN_EXIT_REASON,
-  KVM_RUN_FLAGS, KVM_RUN_HYPERCALL_RET, KVM_RUN_IF_FLAG, KVM_RUN_IMMEDIATE_EXIT, KVM_RUN_MMIO_DATA, KVM_RUN_MSR_DATA,
+  KVM_EXIT_INTR, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, KVM_PIO_PAGE_OFFSET, KVM_RUN_APIC_BASE, KVM_RUN_CR8, KVM_RUN_EXIT_REASON,
+  KVM_RUN_FLAGS, KVM_RUN_HYPERCALL_RET, KVM_RUN_IF_FLAG, KVM_RUN_IMMEDIATE_EXIT, KVM_RUN_MMIO_DATA, KVM_RUN_MMIO_IS_WRITE, KVM_RUN_MSR_DATA,
   KVM_RUN_MSR_ERROR, KVM_RUN_READY_FOR_INTERRUPT_INJECTION, PAGE_SIZE, SEG_BASE, VCPU_STATE_OFFSET, VMC_MEMSLOT_GEN,
   VM_CONTROL_BASE,
   VS_APIC_BASE, VS_CR8, VS_DIRTY, VS_EXC_ERROR_CODE, VS_EXC_HAS_ERROR, VS_EXC_NR, VS_EXC_PENDING, VS_EXITS,
@@ -23,7 +23,9 @@ import {
   PEND_WRMSR, completeLoadReg,
 } from "../x86/mem";
 import { setMaxPhyAddr } from "../x86/paging";
-import { replayClear, replayCompleteLast, replayCount, replayLastLen, replayRewind } from "../x86/replay";
+import {
+  replayClear, replayCompleteLast, replayCount, replayLastLen, replayMmioOnly, replayRewind, setReplayOnly,
+} from "../x86/replay";
 import { PEND_PIO_IN_RAX } from "../x86/io";
 import { setInResult } from "../x86/sys_io";
 import { tlbFlush } from "../x86/tlb";
@@ -91,7 +93,40 @@ function finish(reason: i32): i32 {
 }
 
 /** finish() with the exit reason recorded by exitTo(). */
-function finishExit(): i32 { return finish(exitReason); }
+function finishExit(): i32 {
+  if (exitReason == KVM_EXIT_MMIO) commitMmioWrite();
+  return finish(exitReason);
+}
+
+/**
+ * An MMIO write exit reports its instruction committed, as KVM's x86_emulate_instruction
+ * writes back an emulated instruction whose MMIO access is a write (only reads skip the
+ * writeback): RIP past it, RSP moved by a PUSH, the ALU flags of an ADD [mmio], RSI/RDI/RCX
+ * moved by the REP MOVS/STOS iteration whose store exited. A store that is the
+ * instruction's last action (PEND_MMIO_WRITE) just retires; any other instruction logged
+ * with MMIO fragments only runs again on its log (the commit pass) and commits if the log
+ * carries it to the end. If it needs more (a second MMIO access, a fault) it stays
+ * uncommitted with its log, as before. With a per-instruction feature on (TF, guest
+ * debug, breakpoints, interrupt shadow) nothing commits here: re-entry completes the
+ * instruction by replay, so its #DB and shadow rules apply.
+ */
+function commitMmioWrite(): void {
+  if (load<u8>(RUN + KVM_RUN_MMIO_IS_WRITE) == 0 || !plainStepping()) return;
+  const pf = load<u32>(S + VS_PENDING_FLAGS);
+  const n = replayCount();
+  if (pf == PEND_MMIO_WRITE && n == 1) {
+    store<u32>(S + VS_PENDING_FLAGS, 0);
+    retirePending();
+    replayClear();
+    return;
+  }
+  if (pf != 0 || n == 0 || !replayMmioOnly()) return;
+  setReplayOnly(true);
+  replayRewind();
+  step();
+  setReplayOnly(false);
+  if (status != ST_OK) setRip(insnStart); // stopped (or faulted): uncommitted, the log kept for re-entry
+}
 
 /** Nothing forces the per-instruction path (TF/RF, guest debug, breakpoints, interrupt shadow). */
 @inline function plainStepping(): bool {

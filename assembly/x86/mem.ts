@@ -15,7 +15,7 @@ import { CR4_SMAP, MODE_LONG, RFLAGS_AC, cpl, mode, stackSize } from "./mode";
 import { ACC_EXEC, ACC_READ, ACC_WRITE, PRIV_IMPLICIT, PRIV_SUP, PRIV_USER, walk, walkPerm } from "./paging";
 import { findSlot, markDirtyFound, slotFlags, slotGpa, slotHostOf, slotSize } from "./phys";
 import {
-  RK_MMIO_READ, RK_MMIO_WRITE, replayAppend, replayData, replayNext,
+  RK_MMIO_READ, RK_MMIO_WRITE, replayAppend, replayData, replayNext, replayStop,
 } from "./replay";
 import { canonical, segBase, segLinear } from "./segments";
 import { P_SW, P_UW, mmioFill, mmioGpaPage, mmioPerm, mmioTag, tlbEntry, tlbFill } from "./tlb";
@@ -156,9 +156,11 @@ function translateSlow(lin: u64, acc: i32, priv: i32): i64 {
 
 function mmioRead(gpa: u64, len: i32): u64 {
   if (replayNext(RK_MMIO_READ, gpa, <u32>len)) return replayData & lenMask(len);
+  if (replayStop()) return 0;
   if (!replayAppend(RK_MMIO_READ, gpa, <u32>len, 0)) { internalErrorEmulation(); return 0; }
+  // mmio.data keeps what was there (the last write's data, or userspace's answer), as
+  // KVM's read_exit_mmio leaves it: only PIO data is zeroed for an IN.
   store<u64>(RUN + KVM_RUN_MMIO_PHYS_ADDR, gpa);
-  store<u64>(RUN + KVM_RUN_MMIO_DATA, 0);
   store<u32>(RUN + KVM_RUN_MMIO_LEN, <u32>len);
   store<u8>(RUN + KVM_RUN_MMIO_IS_WRITE, 0);
   store<u32>(S + VS_PENDING_FLAGS, load<u32>(S + VS_PENDING_FLAGS) | PEND_MMIO_READ);
@@ -194,6 +196,7 @@ export function mmioLoadFinal(lin: u64, size: i32): bool {
 /** `fast`: the write is the instruction's only MMIO access and its last action (writeMemFinal). */
 function mmioWrite(gpa: u64, len: i32, v: u64, fast: bool): void {
   if (replayNext(RK_MMIO_WRITE, gpa, <u32>len)) return;
+  if (replayStop()) return;
   const data = v & lenMask(len);
   if (coalescing() && coalesce(0, gpa, len, data)) {
     // Taken in the kernel. Unless it is the instruction's last action, log it as done so

@@ -6,7 +6,7 @@ import {
   REPLAY_ADDR, REPLAY_DATA, REPLAY_ENTRIES, REPLAY_KIND, REPLAY_LEN, REPLAY_SIZEOF, VS_REPLAY, VS_REPLAY_COUNT,
   VS_REPLAY_POS,
 } from "../abi.generated";
-import { S } from "./cpu";
+import { S, ST_EXIT, setStatus } from "./cpu";
 
 export const RK_MMIO_READ: u32 = 1;
 export const RK_MMIO_WRITE: u32 = 2;
@@ -86,3 +86,29 @@ export function replayRewind(): void { store<u32>(S + VS_REPLAY_POS, 0); }
 
 /** The instruction committed (or faulted): forget its fragments. Also for REP iterations that commit. */
 export function replayClear(): void { setCountPos(0, 0); }
+
+/**
+ * The commit pass (kvm/run.ts commitMmioWrite): the instruction whose MMIO write just
+ * exited runs again on its log only, to commit before the exit as KVM does. An access
+ * the log does not hold stops it there (replayStop), and so does the end of a REP
+ * iteration: nothing new is logged, written to kvm_run or done to a device.
+ */
+let replayOnly: bool = false;
+export function setReplayOnly(on: bool): void { replayOnly = on; }
+
+/** In the commit pass: stop the instruction (status ST_EXIT, as an exit leaves it) and answer true. */
+@inline export function replayStop(): bool {
+  if (!replayOnly) return false;
+  setStatus(ST_EXIT);
+  return true;
+}
+
+/** Every logged fragment is an MMIO access (no port IO: INS/OUTS keep their own completion). */
+export function replayMmioOnly(): bool {
+  const n = load<u32>(S + VS_REPLAY_COUNT);
+  for (let i: u32 = 0; i < n; i++) {
+    const k = load<u32>(entry(i) + REPLAY_KIND);
+    if (k != RK_MMIO_READ && k != RK_MMIO_WRITE) return false;
+  }
+  return true;
+}

@@ -15,6 +15,7 @@ import { dfSet, getZF } from "./flags";
 import { readMem, writeMem } from "./mem";
 import { done } from "./exec_onebyte";
 import { notRetired } from "./decode";
+import { replayStop } from "./replay";
 
 export const STRING_CHUNK: i32 = 16384;
 
@@ -104,6 +105,9 @@ export function execString(b: u32): void {
     cnt = (cnt - 1) & m;
     setReg(RCX, as, cnt);
     clearReplay();
+    // The commit pass ends with the iteration whose write exited, RIP at the REP even
+    // after the last one, as KVM's emulator leaves it (RCX = 0 retires it on re-entry).
+    if (replayStop()) return;
     if (cnt == 0) { done(); return; }
     if (cond && getZF() != repe) { done(); return; }
   }
