@@ -104,6 +104,58 @@ for (const [kind, mk] of [["plain", plainPage], ["shared", sharedPage]] as const
     assert.equal(ring.outcome, undefined);
   });
 
+  Deno.test(`ring (${kind}): a stop inside a claimed batch gives the rest back, even after the ring wrapped`, () => {
+    const page = mk();
+    setHead(page, 168, 168);
+    for (let i = 0; i < 5; i++) produce(page, w(i)); // slots 168, 169, 0, 1, 2
+    const ring = new CoalescedRing(page);
+    const halt = stop({ kind: "handler", detail: "first" });
+    assert.equal(ring.drain(() => halt), 1);
+    assert.deepEqual(head(page), { first: 169, last: 3 });
+    const got: Got[] = [];
+    assert.equal(ring.drain(collect(got)), 4);
+    assert.deepEqual(got, [w(1), w(2), w(3), w(4)]);
+  });
+
+  Deno.test(`ring (${kind}): a stop's rest that cannot go back (first moved on, or the producer wrapped into it) stays with the reader, in order`, () => {
+    for (const meddle of ["another drainer", "producer wrapped"] as const) {
+      const page = mk();
+      for (let i = 0; i < 4; i++) produce(page, w(i)); // slots 0..3; the drain claims them all (first = 4)
+      const ring = new CoalescedRing(page);
+      const got: Got[] = [];
+      const halt = stop({ kind: "handler", detail: meddle });
+      const n = ring.drain((pio, addr, len, data) => {
+        collect(got)(pio, addr, len, data);
+        if (meddle === "another drainer") {
+          produce(page, w(10));
+          setHead(page, 5, 5); // someone else consumed w(10) meanwhile
+        } else {
+          // 167 more: last = 1, and the three claimed entries no longer fit before them.
+          for (let i = 0; i < 167; i++) assert.ok(produce(page, w(100 + i)));
+        }
+        return halt;
+      });
+      assert.equal(n, 1, meddle);
+      assert.deepEqual(got, [w(0)]);
+      assert.ok(ring.pending(), `${meddle}: the held entries are pending`);
+      const rest: Got[] = [];
+      const later = meddle === "another drainer" ? [] : Array.from({ length: 167 }, (_, i) => w(100 + i));
+      assert.equal(ring.drain(collect(rest)), 3 + later.length, meddle);
+      assert.deepEqual(rest, [w(1), w(2), w(3), ...later], `${meddle}: held entries first, then the ring's`);
+      assert.ok(!ring.pending());
+    }
+  });
+
+  Deno.test(`ring (${kind}): a corrupt entry after good ones: the good ones are delivered, then the error, first at the bad one`, () => {
+    const page = mk();
+    for (let i = 0; i < 3; i++) produce(page, w(i));
+    putEntry(page, 2, w(2), { len: 0 });
+    const got: Got[] = [];
+    assert.throws(() => drainCoalesced(page, collect(got)), /entry 2: .* len 0/);
+    assert.deepEqual(got, [w(0), w(1)]);
+    assert.deepEqual(head(page), { first: 2, last: 3 });
+  });
+
   Deno.test(`ring (${kind}): corrupt first/last or entries give a CoalescedRingError naming the values`, () => {
     const page = mk();
     setHead(page, 170, 0);

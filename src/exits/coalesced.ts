@@ -160,6 +160,12 @@ const W_PIO = word(field(ENTRY, "pio").offset, "entry.pio");
 const DATA = field(ENTRY, "data").offset;
 const DATA_MAX = field(ENTRY, "data").count;
 const MAX = KVM_COALESCED_MMIO_MAX;
+if (W_FIRST > 1 || W_LAST > 1 || W_FIRST === W_LAST) {
+  throw new TypeError(`ring.first and ring.last must be the two u32 words of the ring's first 8 bytes`);
+}
+/** Bit positions of first and last in the little-endian 64-bit header word. */
+const PAIR_FIRST_SHIFT = BigInt(32 * W_FIRST);
+const PAIR_LAST_SHIFT = BigInt(32 * W_LAST);
 if (RING.size + MAX * ENTRY.size > COALESCED_RING_BYTES) {
   throw new TypeError(`${MAX} ring entries of ${ENTRY.size} bytes do not fit a ${COALESCED_RING_BYTES}-byte page`);
 }
@@ -177,8 +183,18 @@ export class CoalescedRing {
   outcome: ExitOutcome | undefined = undefined;
   readonly #u32: Uint32Array;
   readonly #i32: Int32Array | undefined;
+  /** The header pair (first, last) as one 64-bit word, to give a claimed tail back atomically. */
+  readonly #pair: BigInt64Array | undefined;
   /** `#data[len]`: the reused `len`-byte buffer handed to the sink. */
   readonly #data: Uint8Array[] = [];
+  /** The batch copied out of the ring before it is claimed: per entry addr, len, pio, data bytes. */
+  readonly #addr = new Float64Array(MAX);
+  readonly #len = new Uint8Array(MAX);
+  readonly #pio = new Uint8Array(MAX);
+  readonly #bytes = new Uint8Array(MAX * DATA_MAX);
+  /** Claimed entries a stop left undelivered that could not be given back (another drainer moved on). */
+  #held = 0;
+  #heldAt = 0;
 
   constructor(page: Uint8Array) {
     if (page.byteLength < COALESCED_RING_BYTES || page.byteOffset % 8 !== 0) {
@@ -192,6 +208,7 @@ export class CoalescedRing {
     this.shared = typeof SharedArrayBuffer !== "undefined" && page.buffer instanceof SharedArrayBuffer;
     this.#u32 = new Uint32Array(page.buffer, page.byteOffset, COALESCED_RING_BYTES / 4);
     this.#i32 = this.shared ? new Int32Array(page.buffer, page.byteOffset, 2) : undefined;
+    this.#pair = this.shared ? new BigInt64Array(page.buffer, page.byteOffset, 1) : undefined;
     for (let len = 0; len <= DATA_MAX; len++) this.#data.push(new Uint8Array(len));
   }
 
@@ -208,19 +225,32 @@ export class CoalescedRing {
   /** Entries are pending (`first !== last`): two u32 loads, no validation. */
   pending(): boolean {
     const w = this.#u32;
-    return w[W_FIRST] !== w[W_LAST];
+    return this.#held !== 0 || w[W_FIRST] !== w[W_LAST];
   }
 
   /**
    * Hand the pending entries, oldest first, to `sink`; stop after an entry
    * whose outcome is not resume (kept in {@link outcome}). Returns the number
    * of entries consumed. Throws {@link CoalescedRingError} when `first` or
-   * `last` is out of range or an entry's len/pio is impossible.
+   * `last` is out of range or an entry's len/pio is impossible (the entries
+   * before it are delivered first).
+   *
+   * The pending entries are copied out and claimed with one compare-exchange
+   * of `first` (several drainers of one ring never get the same entry); a stop
+   * gives the claimed entries after its own back (`first` then points just
+   * past the entry that stopped) unless another drainer has moved `first`
+   * since, in which case this reader delivers them at its next drain.
    */
   drain(sink: CoalescedSink): number {
     this.outcome = undefined;
-    const w = this.#u32, i32 = this.#i32, data = this.#data;
     let n = 0;
+    if (this.#held !== 0) {
+      const at = this.#heldAt, k = this.#held;
+      this.#held = 0;
+      n = this.#deliver(sink, at, k, -1);
+      if (this.outcome !== undefined) return n;
+    }
+    const w = this.#u32, i32 = this.#i32;
     for (;;) {
       const first = i32 ? Atomics.load(i32, W_FIRST) >>> 0 : w[W_FIRST]!;
       const last = i32 ? Atomics.load(i32, W_LAST) >>> 0 : w[W_LAST]!;
@@ -230,32 +260,97 @@ export class CoalescedRing {
         );
       }
       if (first === last) return n;
-      const e = W_ENTRIES + first * W_ENTRY;
-      const lo = w[e + W_ADDR]!, hi = w[e + W_ADDR + 1]!, len = w[e + W_LEN]!, pio = w[e + W_PIO]!;
-      if (len < 1 || len > DATA_MAX || pio > 1 || hi >= 0x200000) {
+      const [k, bad] = this.#copy(first, last);
+      if (bad !== undefined && k === 0) {
         // Another drainer may have claimed the slot and the producer refilled it mid-read.
         if (i32 && (Atomics.load(i32, W_FIRST) >>> 0) !== first) continue;
-        throw new CoalescedRingError(
-          `entry ${first}: phys_addr 0x${(hi * 2 ** 32 + lo).toString(16)} len ${len} pio ${pio}: ` +
-            `expected len 1..${DATA_MAX}, pio 0 or 1, phys_addr below 2^53`,
-        );
+        throw new CoalescedRingError(bad);
       }
-      const buf = data[len]!;
-      const src = this.page, at = first * ENTRY.size + RING.size + DATA;
-      for (let i = 0; i < len; i++) buf[i] = src[at + i]!;
-      const next = first + 1 === MAX ? 0 : first + 1;
+      const end = (first + k) % MAX;
       if (i32) {
-        if (Atomics.compareExchange(i32, W_FIRST, first, next) !== first) continue; // claimed elsewhere: re-read
+        if (Atomics.compareExchange(i32, W_FIRST, first | 0, end | 0) >>> 0 !== first) continue; // claimed elsewhere
       } else {
-        w[W_FIRST] = next;
+        w[W_FIRST] = end;
       }
-      n++;
-      const r = sink(pio === 1, hi * 4294967296 + lo, len, buf);
-      if (r !== undefined && r.kind !== "resume") {
-        this.outcome = r;
-        return n;
+      n += this.#deliver(sink, 0, k, end);
+      if (this.outcome !== undefined) return n;
+      if (bad !== undefined) {
+        if (i32 && (Atomics.load(i32, W_FIRST) >>> 0) !== end) continue;
+        throw new CoalescedRingError(bad);
       }
     }
+  }
+
+  /**
+   * Copy the entries from `first` up to `last` (or up to the first impossible
+   * one) into the batch; returns how many, and the error of the one it stopped at.
+   */
+  #copy(first: number, last: number): [number, string | undefined] {
+    const w = this.#u32, src = this.page, bytes = this.#bytes;
+    let k = 0;
+    for (let f = first; f !== last; f = f + 1 === MAX ? 0 : f + 1, k++) {
+      const e = W_ENTRIES + f * W_ENTRY;
+      const lo = w[e + W_ADDR]!, hi = w[e + W_ADDR + 1]!, len = w[e + W_LEN]!, pio = w[e + W_PIO]!;
+      if (len < 1 || len > DATA_MAX || pio > 1 || hi >= 0x200000) {
+        return [k, `entry ${f}: phys_addr 0x${(hi * 2 ** 32 + lo).toString(16)} len ${len} pio ${pio}: ` +
+          `expected len 1..${DATA_MAX}, pio 0 or 1, phys_addr below 2^53`];
+      }
+      this.#addr[k] = hi * 4294967296 + lo;
+      this.#len[k] = len;
+      this.#pio[k] = pio;
+      const at = f * ENTRY.size + RING.size + DATA, to = k * DATA_MAX;
+      for (let i = 0; i < len; i++) bytes[to + i] = src[at + i]!;
+    }
+    return [k, undefined];
+  }
+
+  /**
+   * Hand batch entries [from, from + k) to `sink`; on a stop, the rest are given
+   * back to the ring (claimed up to `end`; -1: they are held entries, kept held).
+   */
+  #deliver(sink: CoalescedSink, from: number, k: number, end: number): number {
+    const data = this.#data, bytes = this.#bytes;
+    for (let j = from; j < from + k; j++) {
+      const len = this.#len[j]!;
+      const buf = data[len]!;
+      const at = j * DATA_MAX;
+      for (let i = 0; i < len; i++) buf[i] = bytes[at + i]!;
+      const r = sink(this.#pio[j] === 1, this.#addr[j]!, len, buf);
+      if (r !== undefined && r.kind !== "resume") {
+        this.outcome = r;
+        const rest = from + k - j - 1;
+        if (rest !== 0 && (end < 0 || !this.#giveBack(end, rest))) {
+          this.#heldAt = j + 1;
+          this.#held = rest;
+        }
+        return j - from + 1;
+      }
+    }
+    return k;
+  }
+
+  /**
+   * Move `first` back from `end` by `rest` entries. Their slots still hold them
+   * unless the producer, which fills from `last` up to `first` − 1, has wrapped
+   * round into them since the claim. One 64-bit compare-exchange of (first, last),
+   * so neither moved between the check and the give-back. False: `first` moved
+   * (another drainer) or the producer reached the slots; the caller keeps the entries.
+   */
+  #giveBack(end: number, rest: number): boolean {
+    const back = (end - rest + MAX) % MAX;
+    const pair = this.#pair, w = this.#u32;
+    const cur = pair ? Atomics.load(pair, 0) : 0n;
+    const first = pair ? Number(BigInt.asUintN(32, cur >> PAIR_FIRST_SHIFT)) : w[W_FIRST]!;
+    const last = pair ? Number(BigInt.asUintN(32, cur >> PAIR_LAST_SHIFT)) : w[W_LAST]!;
+    // Since the claim the producer filled slots from the old `last` on; it reached the
+    // given-back slots only if `last` wrapped into them (fewer than `rest` past `back`).
+    if (first !== end || last >= MAX || (last - back + MAX) % MAX < rest) return false;
+    if (!pair) {
+      w[W_FIRST] = back;
+      return true;
+    }
+    const want = (cur & ~(0xffffffffn << PAIR_FIRST_SHIFT)) | (BigInt(back) << PAIR_FIRST_SHIFT);
+    return Atomics.compareExchange(pair, 0, cur, want) === cur;
   }
 }
 
