@@ -42,6 +42,42 @@ function inZone(pio: u32, addr: u64, len: i32): bool {
 }
 
 /**
+ * The lock is held across a run of coalesced writes (ringHold): each write fills its
+ * entry and advances the held `last`; ringPublish() stores `last` and releases the
+ * lock, so the three atomic read-modify-writes of a write (take the lock, publish
+ * `last`, release) are paid once per run of writes instead of once per write. The
+ * run loop publishes before every return to TS (run.ts finish), after HOLD_TICKS
+ * backward branches or general-path instructions (ringTick, so another vCPU never
+ * waits long and a reader on another thread sees the entries soon), and a write that
+ * is not taken publishes before its exit.
+ */
+export let ringHeld: bool = false;
+/** `last` while held (the next slot to fill). */
+let heldLast: u32 = 0;
+/** Ticks since the lock was taken. */
+let heldTicks: i32 = 0;
+const HOLD_TICKS: i32 = 64;
+
+function ringHold(): void {
+  while (atomic.cmpxchg<u32>(LOCK, 0, 1) != 0) {} // the other vCPUs hold it for a few stores
+  ringHeld = true;
+  heldTicks = 0;
+  heldLast = atomic.load<u32>(RING + CRING_LAST);
+}
+
+/** Make the held writes visible (store `last`, after their entries) and release the lock. */
+export function ringPublish(): void {
+  atomic.store<u32>(RING + CRING_LAST, heldLast); // after the entries (smp_wmb)
+  atomic.store<u32>(LOCK, 0);
+  ringHeld = false;
+}
+
+/** One backward branch or general-path instruction while the lock is held. */
+@inline export function ringTick(): void {
+  if (ringHeld && ++heldTicks >= HOLD_TICKS) ringPublish();
+}
+
+/**
  * coalesced_mmio_write(): append the write of `len` (1-8) bytes of `v` (little-endian) at
  * port or GPA `addr` when it lies in a zone of the bus and the ring has room. True: taken,
  * no exit. False: no zone, or the ring is full — the ordinary exit follows.
@@ -54,11 +90,11 @@ function inZone(pio: u32, addr: u64, len: i32): bool {
  * ring fill while first <= last.
  */
 export function coalesce(pio: u32, addr: u64, len: i32, v: u64): bool {
-  while (atomic.cmpxchg<u32>(LOCK, 0, 1) != 0) {} // the other vCPUs hold it for a few stores
+  if (!ringHeld) ringHold();
   let ok = inZone(pio, addr, len);
   if (ok) {
     const first = atomic.load<u32>(RING + CRING_FIRST);
-    const insert = atomic.load<u32>(RING + CRING_LAST);
+    const insert = heldLast;
     const max = <u32>KVM_COALESCED_MMIO_MAX;
     const next = insert + 1 == max ? 0 : insert + 1; // (insert + 1) % max without a division
     ok = insert < max && next != first;
@@ -69,9 +105,10 @@ export function coalesce(pio: u32, addr: u64, len: i32, v: u64): bool {
       store<u32>(e + CMMIO_PIO, pio);
       // memcpy(data, val, len): only `len` bytes, the rest of data[8] keeps what it held.
       storeN(e + CMMIO_DATA, len, v);
-      atomic.store<u32>(RING + CRING_LAST, next); // after the entry (smp_wmb)
+      heldLast = next;
+      return true;
     }
   }
-  atomic.store<u32>(LOCK, 0);
-  return ok;
+  ringPublish(); // the exit follows: everything before it is visible first
+  return false;
 }

@@ -39,6 +39,7 @@ import { flagsOther } from "../x86/flags";
 import { cpuidEax, cpuidLookup, findCpuid } from "./cpuid";
 import { tscRunEnd, tscRunStart } from "./msr";
 import { exitReason, internalErrorEmulation } from "./exits";
+import { ringHeld, ringPublish, ringTick } from "./coalesced";
 
 let lastRun: i32 = -1;
 // Per-vCPU values cached in module globals (no bounds-checked load per run). Only
@@ -70,6 +71,7 @@ function cpuidLookupEax(fn: u32): u32 { cpuidLookup(fn, 0); return cpuidEax; }
 @inline function linRip(): u64 { return (mode == MODE_LONG ? 0 : load<u64>(S + VS_SEG_CS + SEG_BASE)) + rip(); }
 
 function finish(reason: i32): i32 {
+  if (ringHeld) ringPublish(); // the coalesced writes before this exit are in the ring when TS looks
   const f = getFlags();
   store<u64>(S + VS_RFLAGS, f); // flagsOut()
   tscRunEnd();
@@ -304,6 +306,7 @@ function entrySlow(pf: u32): i32 {
 function runLoop(budget: i32, plain: bool): i32 {
   let done = 0;
   while (true) {
+    ringTick(); // the per-instruction path: a held coalesced ring is published within a few instructions
     if (done >= budget) return finish(KVM_EXIT_INTR);
     if (plain || (replayCount() == 0 && plainStepping())) {
       plain = false;

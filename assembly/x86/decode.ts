@@ -43,6 +43,7 @@ import { execOneByte } from "./exec_onebyte";
 import { lockAllowed } from "./lock";
 import { EXC_UD, raise } from "./exceptions";
 import { clearReplay } from "./exec_operands";
+import { ringTick } from "../kvm/coalesced";
 import { fetch8, mmioStoreFinal, pendLoadReg, pop, push, readMem, readMemRmw, writeMem, writeMemFinal } from "./mem";
 import { callNear, retNear } from "./exec_onebyte";
 import { sysCpuid, sysHlt, sysIn, sysOut, sysRdmsr } from "./exec_system";
@@ -563,6 +564,7 @@ export function stepMany(n: i32): i32 {
     }
     setRip(ip);
     inFlight = i;
+    ringTick(); // the general path: a held coalesced ring is published within a few instructions
     execOne();
     ip = rip();
     if (status != ST_OK) {

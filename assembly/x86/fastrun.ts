@@ -57,6 +57,7 @@ import { ST_OK, rip, setRip, status } from "./cpu";
 import { setInsnStart, setNextIp, setRex } from "./decode_state";
 import { sysCpuid, sysIn, sysOut, sysRdmsr } from "./exec_system";
 import { mmioLoadFinal, mmioStoreFinal, pendLoadReg } from "./mem";
+import { ringTick } from "../kvm/coalesced";
 
 /**
  * Start the instruction of `len` bytes at `ip` as the general decoder would before
@@ -171,6 +172,7 @@ const NO_JCC: u64 = 0x8000000000000000;
 @inline function jitAt(
   t: u64, budget: i32, m64: bool, wLo: u64, span: u64, wDelta: u64, g: i32, pr: u32, pw: u32,
 ): i32 {
+  ringTick(); // a loop: a held coalesced ring is published within a few iterations
   if (t - wLo > span) return 0;
   return jitProbe(t, <u32>(wDelta + t), m64, <i32>(span + 16 - (t - wLo)), budget, g, pr, pw);
 }
