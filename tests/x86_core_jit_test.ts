@@ -706,3 +706,87 @@ Deno.test("a back edge and the loop end leave different flag producers: the next
     assert.equal(runs[0]!.vm.core.jitStats!.compiled, 1, mid);
   }
 });
+
+Deno.test("translated CPUID / RDMSR loops = interpreting: leaves, sub-leaves, in-kernel MSRs; TSC, filtered and unknown MSRs left to the interpreter", () => {
+  const PAT = 0x277, EFER = 0xc0000080, FS_BASE = 0xc0000100, TSC = 0x10, UNKNOWN = 0x4b564d99;
+  const cpuidLoop = (leaf: number, sub: number) => `
+    mov r8d, 200
+  top:
+    mov eax, ${leaf}
+    mov ecx, ${sub}
+    cpuid
+    add r9, rax
+    add r10, rbx
+    add r11, rcx
+    add r12, rdx
+    dec r8d
+    jnz top
+    hlt`;
+  const msrLoop = (msr: number) => `
+    mov r8d, 200
+    mov ecx, ${msr}
+  top:
+    rdmsr
+    add r9, rax
+    add r10, rdx
+    dec r8d
+    jnz top
+    hlt`;
+  const cases: { name: string; src: string; translated: boolean; setup?: (run: Run) => void; exit?: number }[] = [
+    ...[[0, 0], [1, 0], [7, 0], [0xd, 1], [0xb, 1], [0x40000000, 0], [0x80000001, 0], [0x12345678, 3]].map((
+      [leaf, sub],
+    ) => ({ name: `cpuid ${leaf!.toString(16)}.${sub}`, src: cpuidLoop(leaf!, sub!), translated: true })),
+    {
+      name: "cpuid leaf 1 with CR4.OSXSAVE and APIC_BASE.EN cleared",
+      src: cpuidLoop(1, 0),
+      translated: true,
+      setup: ({ vcpu }) => {
+        vcpu.setSregs({ cr4: vcpu.getSregs().cr4 & ~0x40000n });
+        vcpu.setMsrs([{ index: 0x1b, data: 0xfee00000n }]);
+      },
+    },
+    ...[PAT, EFER, FS_BASE].map((msr) => ({
+      name: `rdmsr ${msr.toString(16)}`,
+      src: msrLoop(msr),
+      translated: true,
+      setup: ({ vcpu }: Run) => vcpu.setMsrs([{ index: FS_BASE, data: 0x123456789an }]),
+    })),
+    { name: "rdmsr TSC (counts instructions: interpreted)", src: msrLoop(TSC), translated: true },
+    {
+      name: "rdmsr of an unknown MSR with user-space exits: the exit",
+      src: msrLoop(UNKNOWN),
+      translated: false,
+      setup: ({ vm }) => vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_UNKNOWN),
+      exit: K.KVM_EXIT_X86_RDMSR,
+    },
+    {
+      name: "rdmsr of PAT denied by a filter: the exit",
+      src: msrLoop(PAT),
+      translated: false,
+      setup: ({ vm }) => {
+        vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_FILTER);
+        vm.setMsrFilter({ flags: K.KVM_MSR_FILTER_DEFAULT_DENY, ranges: [] });
+      },
+      exit: K.KVM_EXIT_X86_RDMSR,
+    },
+  ];
+  for (const c of cases) {
+    const { bytes } = assemble(c.src, { bits: 64, origin: LOAD });
+    for (const budget of [1_000_000, 7, 13]) {
+      const got = pairOf(bytes).map((run) => {
+        c.setup?.(run);
+        let e = 0;
+        for (let k = 0; k < 10_000; k++) {
+          e = run.vcpu.runRaw(budget);
+          if (e !== K.KVM_EXIT_INTR) break;
+        }
+        return { e, s: snapshot(run), compiled: run.vm.core.jitStats!.compiled };
+      });
+      const what = `${c.name}, budget ${budget}`;
+      assert.equal(got[1]!.e, c.exit ?? K.KVM_EXIT_HLT, what);
+      assert.equal(got[0]!.e, got[1]!.e, what);
+      assert.deepEqual(got[0]!.s, got[1]!.s, what);
+      if (budget > 100) assert.equal(got[0]!.compiled > 0, c.translated, `${what}: translated`);
+    }
+  }
+});

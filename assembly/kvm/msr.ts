@@ -103,11 +103,26 @@ const MSR_EFER: u32 = 0xc0000080;
 export function msrRead(index: u32): i32 {
   if (!msrAllowed(index, false)) return userExit(index, false, 0, KVM_MSR_EXIT_REASON_FILTER);
   if (index == MSR_TSC) { msrValue = tscNow(); return MSR_OK; }
-  if (index == MSR_EFER) { msrValue = load<u64>(S + VS_EFER); return MSR_OK; }
+  return storedMsr(index) ? MSR_OK : userExit(index, false, 0, KVM_MSR_EXIT_REASON_UNKNOWN);
+}
+
+/** An in-kernel MSR kept in the state block (EFER or plainMsr): its value into msrValue. */
+function storedMsr(index: u32): bool {
+  if (index == MSR_EFER) { msrValue = load<u64>(S + VS_EFER); return true; }
   const p = plainMsr(index);
-  if (p == 0) return userExit(index, false, 0, KVM_MSR_EXIT_REASON_UNKNOWN);
+  if (p == 0) return false;
   msrValue = load<u64>(S + p);
-  return MSR_OK;
+  return true;
+}
+
+/**
+ * msrRead() for a translated block (x86/jit.ts jitRdmsr): true with msrValue when the read
+ * is allowed and in-kernel from the state block, with no side effect; false (nothing done)
+ * for the TSC (it counts instructions a translation retires only when it returns) and for
+ * anything that would exit or #GP.
+ */
+export function msrPeek(index: u32): bool {
+  return index != MSR_TSC && msrAllowed(index, false) && storedMsr(index);
 }
 
 /** PAT entries must be UC, WC, WT, WP, WB or UC- (0, 1, 4, 5, 6, 7). */

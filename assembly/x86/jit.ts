@@ -35,6 +35,9 @@ import {
   JIT_COUNT, JIT_ENTRIES, JIT_HOST, JIT_HOT_DEFAULT, JIT_INDEX, JIT_IP, JIT_SIZEOF, VS_JIT, VS_JIT_HOT, VS_TLB,
 } from "../abi.generated";
 import { S } from "./cpu";
+import { cpuidLookup } from "../kvm/cpuid";
+import { msrPeek } from "../kvm/msr";
+import { cpl } from "./mode";
 
 /** RIP after the instructions the last translated call retired. */
 export let jitIp: u64 = 0;
@@ -100,3 +103,15 @@ export function jitRun(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g
   }
   return r;
 }
+
+// ---- Helpers a translated block calls (imported from this instance; src/jit/translate.ts) ----
+
+/** CPUID(eax, ecx) into kvm/cpuid.ts cpuidEax..cpuidEdx, which the block reads back (in-kernel, never faults). */
+export function jitCpuid(eax: u32, ecx: u32): void { cpuidLookup(eax, ecx); }
+
+/**
+ * RDMSR of `index` at CPL 0 answered in the kernel without a side effect (kvm/msr.ts
+ * msrPeek): 1 with the value in msrValue; 0 (nothing done) otherwise, and the block leaves
+ * before the RDMSR for the interpreter to run it (#GP, a user-space exit, the TSC).
+ */
+export function jitRdmsr(index: u32): i32 { return cpl() == 0 && msrPeek(index) ? 1 : 0; }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { decodeLoop, JIT_GLOBALS, loopModule } from "./translate.ts";
+import { decodeLoop, JIT_FUNCS, JIT_GLOBALS, loopModule } from "./translate.ts";
 
 /** Translations per instance at most (self-modifying loops would otherwise grow the table without end). */
 export const MAX_TRANSLATIONS = 4096;
@@ -27,26 +27,33 @@ export interface JitStats {
 export interface JitImports {
   table: WebAssembly.Table;
   jitCompile(host: number, ip: bigint, m64: number, avail: number): number;
-  /** Call once with the instance's exports (the lazy-flag globals and jitIp). */
+  /** Call once with the instance's exports (the lazy-flag globals, jitIp, the CPUID / RDMSR helpers and their globals). */
   bind(exports: WebAssembly.Exports): void;
   stats: JitStats;
 }
 
 export function createJit(memory: WebAssembly.Memory): JitImports {
   const table = new WebAssembly.Table({ initial: 1, element: "anyfunc" });
-  let globals: Record<string, WebAssembly.Global> | undefined;
+  let globals: Record<string, WebAssembly.Global | ((...a: number[]) => number | void)> | undefined;
   const stats: JitStats = { compiled: 0, declined: 0, ms: 0, errors: 0 };
   return {
     table,
     stats,
     bind(exports) {
-      const g: Record<string, WebAssembly.Global> = {};
+      const g: Record<string, WebAssembly.Global | ((...a: number[]) => number | void)> = {};
       for (const { name } of JIT_GLOBALS) {
         const v = exports[name];
         if (!(v instanceof WebAssembly.Global)) {
           throw new Error(`core export ${name} is ${typeof v}: expected a WebAssembly.Global (assembly/index.ts)`);
         }
         g[name] = v;
+      }
+      for (const { name } of JIT_FUNCS) {
+        const v = exports[name];
+        if (typeof v !== "function") {
+          throw new Error(`core export ${name} is ${typeof v}: expected a function (assembly/index.ts)`);
+        }
+        g[name] = v as (...a: number[]) => number | void;
       }
       globals = g;
     },

@@ -14,7 +14,10 @@
  * the RET back from it (a return address other than the CALL's leaves before
  * the RET), Jcc rel8 out of the loop (a side exit: jitIp = its target) and Jcc
  * rel8 back to the start with more code after it (a back edge: the next
- * iteration) — and ends with a Jcc rel8 or JMP rel8/rel32 back to its own start. Anything else (calls,
+ * iteration), CPUID (the core's table lookup through the imported jitCpuid)
+ * and RDMSR (jitRdmsr answers an allowed in-kernel MSR at CPL 0 from the state
+ * block; anything else — the TSC, a #GP, a user-space exit — leaves before the
+ * RDMSR for the interpreter) — and ends with a Jcc rel8 or JMP rel8/rel32 back to its own start. Anything else (calls,
  * prefixes other than one REX, ALU m,imm, 8/16-bit operands, a JMP elsewhere)
  * is not translated: jitCompile answers 0 and the interpreter keeps running it.
  *
@@ -38,7 +41,7 @@
  */
 import { layOut, offsetOf } from "../abi/layout.ts";
 import { TLB_ENTRIES, TLB_ENTRY } from "../abi/vcpu_state.ts";
-import { Bytes, type Func, I32, I64, moduleBytes, OP, VOID } from "./wasm_emit.ts";
+import { Bytes, type Func, type FuncImport, I32, I64, moduleBytes, OP, VOID } from "./wasm_emit.ts";
 
 // flags.ts CC_* values.
 const CC_EAGER = 0, CC_ADD = 1, CC_ADC = 2, CC_SUB = 3, CC_SBB = 4, CC_LOGIC = 5, CC_INC = 6, CC_DEC = 7;
@@ -72,7 +75,9 @@ type Insn =
   | { k: "mov"; size: 4 | 8; d: number; s: number }
   | { k: "movi"; d: number; v: bigint }
   | { k: "lea"; size: 4 | 8; d: number; base: number; index: number; scale: number; disp: bigint }
-  | { k: "nop" };
+  | { k: "nop" }
+  | { k: "cpuid" }
+  | { k: "rdmsr" };
 type Branch = { k: "jcc"; cc: number; fall: bigint } | { k: "jmp" };
 
 /** A decoded loop: body, the closing branch (back to the start), total bytes and instructions. */
@@ -323,6 +328,10 @@ export function decodeLoop(
         if ((rx & 1) !== 0) return undefined;
         insn = { k: "nop" };
         len = pre + 1;
+      } else if (b === 0x0f && (byte(at + pre + 1) === 0xa2 || byte(at + pre + 1) === 0x32)) {
+        // CPUID / RDMSR, in the kernel through the core's helpers (REX ignored, as fastRun does).
+        insn = byte(at + pre + 1) === 0xa2 ? { k: "cpuid" } : { k: "rdmsr" };
+        len = pre + 2;
       } else return undefined;
       body.push(insn);
       offs.push(at);
@@ -357,10 +366,24 @@ export const JIT_GLOBALS = [
   { name: "ccCarry", type: I64 },
   { name: "ccFlags", type: I64 },
   { name: "jitIp", type: I64 },
+  { name: "cpuidEax", type: I32 },
+  { name: "cpuidEbx", type: I32 },
+  { name: "cpuidEcx", type: I32 },
+  { name: "cpuidEdx", type: I32 },
+  { name: "msrValue", type: I64 },
 ] as const;
 const GL_OP = 0, GL_SIZE = 1, GL_RES = 2, GL_A = 3, GL_B = 4, GL_CARRY = 5, GL_FLAGS = 6, GL_IP = 7;
-/** Function index of the getCF() helper. */
-const F_CF = 1;
+const GL_CPUID = 8, GL_MSR = 12;
+/** Imported core functions, in this order (assembly/x86/jit.ts; assembly/index.ts exports them). */
+export const JIT_FUNCS: readonly FuncImport[] = [
+  { name: "jitCpuid", type: { params: [I32, I32], results: [] } },
+  { name: "jitRdmsr", type: { params: [I32], results: [I32] } },
+];
+const F_CPUID = 0, F_RDMSR = 1;
+/** Function indices of the block's function and the getCF() helper (after the imports). */
+const F_MAIN = JIT_FUNCS.length, F_CF = F_MAIN + 1;
+/** GPR numbers. */
+const R_AX = 0, R_CX = 1, R_DX = 2, R_BX = 3;
 
 /** getCF() of flags.ts over (op: i32, res, a, b, carry, flags: i64) -> i32. */
 function cfHelper(): Func {
@@ -608,6 +631,16 @@ export function loopModule(loop: Loop, code: Uint8Array, ip: bigint, host: numbe
       case "call":
       case "ret":
         wr(4);
+        break;
+      case "cpuid":
+        rd(R_AX);
+        rd(R_CX);
+        for (const r of [R_AX, R_CX, R_DX, R_BX]) wr(r);
+        break;
+      case "rdmsr":
+        rd(R_CX);
+        wr(R_AX);
+        wr(R_DX);
         break;
       case "nop":
       case "exit":
@@ -960,6 +993,18 @@ export function loopModule(loop: Loop, code: Uint8Array, ip: bigint, host: numbe
           f.set(reg(i.d));
           break;
         }
+        case "cpuid": // the table lookup in the core; EAX..EDX zero-extended
+          f.get(reg(R_AX)).op(OP.i32_wrap_i64).get(reg(R_CX)).op(OP.i32_wrap_i64).op(OP.call).u32(F_CPUID);
+          [R_AX, R_BX, R_CX, R_DX].forEach((r, n) => f.gget(GL_CPUID + n).op(OP.i64_extend_i32_u).set(reg(r)));
+          break;
+        case "rdmsr": // in the kernel when the core can answer it plainly, else the interpreter runs it
+          f.get(reg(R_CX)).op(OP.i32_wrap_i64).op(OP.call).u32(F_RDMSR).op(OP.i32_eqz).op(OP.if).byte(VOID);
+          leave(k, ipOf(k));
+          f.op(OP.end);
+          f.gget(GL_MSR).set(T0);
+          f.get(T0).i64c(0xffffffffn).op(OP.i64_and).set(reg(R_AX));
+          f.get(T0).i64c(32n).op(OP.i64_shr_u).set(reg(R_DX));
+          break;
         case "nop":
           break;
         default: {
@@ -1007,5 +1052,5 @@ export function loopModule(loop: Loop, code: Uint8Array, ip: bigint, host: numbe
     locals: LOCALS.slice(),
     body: f,
   };
-  return moduleBytes(JIT_GLOBALS, [main, cfHelper()], 0);
+  return moduleBytes(JIT_GLOBALS, [main, cfHelper()], F_MAIN, JIT_FUNCS);
 }

@@ -194,25 +194,35 @@ export interface GlobalImport {
   type: ValType;
 }
 
+/** A function imported from "env" (indices: imports first, then the defined functions). */
+export interface FuncImport {
+  name: string;
+  type: FuncType;
+}
+
 /**
  * A module importing env.memory (shared, 1..65535 pages) and the given mutable
  * globals (global indices in that order), defining `funcs` (function indices
  * in that order) and exporting funcs[exported] as "f".
  */
-export function moduleBytes(globals: readonly GlobalImport[], funcs: readonly Func[], exported: number): Uint8Array {
+export function moduleBytes(
+  globals: readonly GlobalImport[],
+  funcs: readonly Func[],
+  exported: number,
+  funcImports: readonly FuncImport[] = [],
+): Uint8Array {
   const out = new Bytes().bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   const section = (id: number, body: Bytes) => out.byte(id).vec(body);
   const str = (b: Bytes, s: string) => {
     const e = new TextEncoder().encode(s);
     b.u32(e.length).bytes(e);
   };
-  // Types: one per function (duplicates are allowed).
-  const types = new Bytes().u32(funcs.length);
-  for (const f of funcs) {
-    types.byte(0x60).u32(f.type.params.length).bytes(f.type.params).u32(f.type.results.length).bytes(f.type.results);
-  }
+  // Types: one per imported, then per defined function (duplicates are allowed).
+  const sigs = [...funcImports.map((f) => f.type), ...funcs.map((f) => f.type)];
+  const types = new Bytes().u32(sigs.length);
+  for (const t of sigs) types.byte(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results);
   section(1, types);
-  const imports = new Bytes().u32(1 + globals.length);
+  const imports = new Bytes().u32(1 + globals.length + funcImports.length);
   str(imports, "env");
   str(imports, "memory");
   imports.byte(0x02).byte(0x03).u32(1).u32(65535);
@@ -221,9 +231,15 @@ export function moduleBytes(globals: readonly GlobalImport[], funcs: readonly Fu
     str(imports, g.name);
     imports.byte(0x03).byte(g.type).byte(0x01);
   }
+  funcImports.forEach((fi, i) => {
+    str(imports, "env");
+    str(imports, fi.name);
+    imports.byte(0x00).u32(i);
+  });
   section(2, imports);
+  // Function indices: the imported functions first, then the defined ones.
   const fns = new Bytes().u32(funcs.length);
-  funcs.forEach((_, i) => fns.u32(i));
+  funcs.forEach((_, i) => fns.u32(funcImports.length + i));
   section(3, fns);
   const exports = new Bytes().u32(1);
   str(exports, "f");
