@@ -7,7 +7,8 @@
 import {
   KVM_EXIT_INTR, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, KVM_PIO_PAGE_OFFSET, KVM_RUN_APIC_BASE, KVM_RUN_CR8, KVM_RUN_EXIT_REASON,
   KVM_RUN_FLAGS, KVM_RUN_HYPERCALL_RET, KVM_RUN_IF_FLAG, KVM_RUN_IMMEDIATE_EXIT, KVM_RUN_MMIO_DATA, KVM_RUN_MMIO_IS_WRITE, KVM_RUN_MSR_DATA,
-  KVM_RUN_MSR_ERROR, KVM_RUN_READY_FOR_INTERRUPT_INJECTION, PAGE_SIZE, SEG_BASE, VCPU_STATE_OFFSET, VMC_MEMSLOT_GEN,
+  KVM_RUN_MSR_ERROR, KVM_RUN_READY_FOR_INTERRUPT_INJECTION, PAGE_SIZE, REPLAY_ADDR, REPLAY_DATA, REPLAY_LEN, SEG_BASE,
+  VCPU_STATE_OFFSET, VMC_MEMSLOT_GEN,
   VM_CONTROL_BASE,
   VS_APIC_BASE, VS_CR8, VS_DIRTY, VS_EXC_ERROR_CODE, VS_EXC_HAS_ERROR, VS_EXC_NR, VS_EXC_PENDING, VS_EXITS,
   VS_INSTRUCTIONS, VS_INTERRUPT_SHADOW, VS_PENDING_FLAGS, VS_PENDING_INSN_RIP, VS_PENDING_RIP, VS_REPLAY_COUNT,
@@ -19,12 +20,13 @@ import { EXC_DB, excError, excHasError, excIsTrap, excVector, gp0 } from "../x86
 import { invalidateFetch } from "../x86/fetchwin";
 import { MODE_LONG, MODE_V86, RFLAGS_IF, RFLAGS_RF, RFLAGS_TF, mode, recomputeMode } from "../x86/mode";
 import {
-  PEND_HYPERCALL, PEND_MMIO_READ, PEND_MMIO_READ_REG, PEND_MMIO_WRITE, PEND_PIO_IN, PEND_PIO_OUT, PEND_RDMSR,
-  PEND_WRMSR, completeLoadReg,
+  PEND_HYPERCALL, PEND_MMIO_READ, PEND_MMIO_READ_REG, PEND_MMIO_WRITE, PEND_MMIO_WRITE_NEXT, PEND_PIO_IN, PEND_PIO_OUT,
+  PEND_RDMSR, PEND_WRMSR, completeLoadReg, mmioWriteExit,
 } from "../x86/mem";
 import { setMaxPhyAddr } from "../x86/paging";
 import {
-  replayClear, replayCompleteLast, replayCount, replayLastLen, replayMmioOnly, replayRewind, setReplayOnly,
+  iterationDone, replayClear, replayCompleteLast, replayCount, replayEntry0, replayKeepQueued, replayLastLen,
+  replayMmioOnly, replayRewind, setReplayOnly,
 } from "../x86/replay";
 import { PEND_PIO_IN_RAX } from "../x86/io";
 import { setInResult } from "../x86/sys_io";
@@ -127,7 +129,10 @@ function commitMmioWrite(): void {
   replayRewind();
   step();
   setReplayOnly(false);
-  if (status != ST_OK) setRip(insnStart); // stopped (or faulted): uncommitted, the log kept for re-entry
+  // Stopped at a REP iteration's end: that iteration committed, RIP stays at the REP.
+  if (status != ST_OK && !iterationDone) { setRip(insnStart); return; } // stopped or faulted: uncommitted, log kept
+  // A page-split store: its second MMIO fragment is the next exit, before the guest runs on.
+  if (replayKeepQueued()) store<u32>(S + VS_PENDING_FLAGS, PEND_MMIO_WRITE_NEXT);
 }
 
 /** Nothing forces the per-instruction path (TF/RF, guest debug, breakpoints, interrupt shadow). */
@@ -263,6 +268,13 @@ function enter(runBase: i32): void {
 
 /** The rare part of run() entry; returns an exit reason (finished) or -1 to run the loop. */
 function entrySlow(pf: u32): i32 {
+  if (pf == PEND_MMIO_WRITE_NEXT) {
+    // The second fragment of a split store that committed at its first fragment's exit.
+    store<u32>(S + VS_PENDING_FLAGS, 0);
+    const e = replayEntry0();
+    mmioWriteExit(load<u64>(e + REPLAY_ADDR), <i32>load<u32>(e + REPLAY_LEN), load<u64>(e + REPLAY_DATA));
+    return finish(KVM_EXIT_MMIO);
+  }
   if (mode == MODE_V86) { internalErrorEmulation(); return finishExit(); }
   completePending(pf);
   replayRewind();

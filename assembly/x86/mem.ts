@@ -15,7 +15,7 @@ import { CR4_SMAP, MODE_LONG, RFLAGS_AC, cpl, mode, stackSize } from "./mode";
 import { ACC_EXEC, ACC_READ, ACC_WRITE, PRIV_IMPLICIT, PRIV_SUP, PRIV_USER, walk, walkPerm } from "./paging";
 import { findSlot, markDirtyFound, slotFlags, slotGpa, slotHostOf, slotSize } from "./phys";
 import {
-  RK_MMIO_READ, RK_MMIO_WRITE, replayAppend, replayData, replayNext, replayStop,
+  RK_MMIO_READ, RK_MMIO_WRITE, replayAppend, replayCanQueue, replayData, replayNext, replayQueue, replayStop,
 } from "./replay";
 import { canonical, segBase, segLinear } from "./segments";
 import { P_SW, P_UW, mmioFill, mmioGpaPage, mmioPerm, mmioTag, tlbEntry, tlbFill } from "./tlb";
@@ -45,6 +45,13 @@ export const PEND_HYPERCALL: u32 = 16;
  */
 export const PEND_PIO_OUT: u32 = 32;
 export const PEND_MMIO_WRITE: u32 = 64;
+/**
+ * The second fragment of a page-split MMIO store, kept by the commit pass (kvm/run.ts
+ * commitMmioWrite) in replay entry 0 with the log otherwise empty: the next run() exits
+ * with it before running anything, as KVM's complete_emulated_mmio delivers the next
+ * fragment of an access (immediate_exit waits behind it).
+ */
+export const PEND_MMIO_WRITE_NEXT: u32 = 512;
 /**
  * A MOV r, [mem] whose whole read is the one MMIO fragment exited: it commits nothing
  * but the register (VS_PENDING_REG) and RIP once the data is in, so re-entry completes
@@ -196,8 +203,16 @@ export function mmioLoadFinal(lin: u64, size: i32): bool {
 /** `fast`: the write is the instruction's only MMIO access and its last action (writeMemFinal). */
 function mmioWrite(gpa: u64, len: i32, v: u64, fast: bool): void {
   if (replayNext(RK_MMIO_WRITE, gpa, <u32>len)) return;
-  if (replayStop()) return;
   const data = v & lenMask(len);
+  // The commit pass (kvm/run.ts) keeps a split store's second MMIO fragment for the next
+  // exit, as KVM's emulator queues both fragments of one access (a coalesced zone takes it
+  // now, before the first fragment's exit reaches userspace, as KVM's bus does); any other
+  // access stops it.
+  if (splitSecond && replayCanQueue()) {
+    if (!(coalescing() && coalesce(0, gpa, len, data))) replayQueue(gpa, <u32>len, data);
+    return;
+  }
+  if (replayStop()) return;
   if (coalescing() && coalesce(0, gpa, len, data)) {
     // Taken in the kernel. Unless it is the instruction's last action, log it as done so
     // a later exit's replay of the instruction does not write it again.
@@ -207,8 +222,16 @@ function mmioWrite(gpa: u64, len: i32, v: u64, fast: bool): void {
   const only = load<u32>(S + VS_REPLAY_COUNT) == 0;
   if (!replayAppend(RK_MMIO_WRITE, gpa, <u32>len, data)) { internalErrorEmulation(); return; }
   if (fast && only) pendRetire(PEND_MMIO_WRITE);
+  mmioWriteExit(gpa, len, data);
+}
+
+/**
+ * kvm_run for an MMIO write exit: only `len` bytes of mmio.data are written, the rest keep
+ * what they held, as KVM's write_exit_mmio / complete_emulated_mmio copy min(8, len) bytes.
+ */
+export function mmioWriteExit(gpa: u64, len: i32, data: u64): void {
   store<u64>(RUN + KVM_RUN_MMIO_PHYS_ADDR, gpa);
-  store<u64>(RUN + KVM_RUN_MMIO_DATA, data);
+  storeN(RUN + KVM_RUN_MMIO_DATA, len, data);
   store<u32>(RUN + KVM_RUN_MMIO_LEN, <u32>len);
   store<u8>(RUN + KVM_RUN_MMIO_IS_WRITE, 1);
   exitTo(KVM_EXIT_MMIO);
@@ -264,8 +287,16 @@ export function writeLin(lin: u64, size: i32, v: u64, priv: i32): void {
   if (h1 >= 0) storeN(<usize>h1, n1, v); else mmioWrite(g1, n1, v, false);
   if (status != ST_OK) return;
   const hv = v >> (<u64>n1 << 3);
-  if (h2 >= 0) storeN(<usize>h2, size - n1, hv); else mmioWrite(g2, size - n1, hv, false);
+  if (h2 >= 0) storeN(<usize>h2, size - n1, hv);
+  else {
+    splitSecond = true;
+    mmioWrite(g2, size - n1, hv, false);
+    splitSecond = false;
+  }
 }
+
+/** The store in flight is the second page's fragment of a page-split write (writeLin). */
+let splitSecond: bool = false;
 
 /** Probe that `size` bytes at `lin` are writable (faults only; no access). */
 export function probeWrite(lin: u64, size: i32, priv: i32): void {

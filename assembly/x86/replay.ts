@@ -94,7 +94,55 @@ export function replayClear(): void { setCountPos(0, 0); }
  * iteration: nothing new is logged, written to kvm_run or done to a device.
  */
 let replayOnly: bool = false;
-export function setReplayOnly(on: bool): void { replayOnly = on; }
+export function setReplayOnly(on: bool): void {
+  replayOnly = on;
+  if (on) { queued = false; iterationDone = false; }
+}
+
+/** The commit pass ended at a REP iteration boundary (replayIterationEnd): that iteration committed. */
+export let iterationDone: bool = false;
+
+/** At the end of a REP MOVS/STOS iteration: in the commit pass, stop there (true), the iteration committed. */
+export function replayIterationEnd(): bool {
+  if (!replayStop()) return false;
+  iterationDone = true;
+  return true;
+}
+
+/** The commit pass met a split store's second MMIO fragment (replayQueue): its address, length, data. */
+let queued: bool = false;
+let queuedAddr: u64 = 0;
+let queuedLen: u32 = 0;
+let queuedData: u64 = 0;
+
+/** In the commit pass with no fragment held yet: a split store's second fragment may be held. */
+export function replayCanQueue(): bool { return replayOnly && !queued; }
+
+/** Hold a split store's second fragment for the next exit (replayCanQueue() was true). */
+export function replayQueue(addr: u64, len: u32, data: u64): void {
+  queued = true;
+  queuedAddr = addr;
+  queuedLen = len;
+  queuedData = data;
+}
+
+/**
+ * After a commit pass that committed: true when it held a fragment, which is then kept in
+ * log entry 0 (the log itself stays empty) for the next run() to exit with (replayQueuedEntry).
+ */
+export function replayKeepQueued(): bool {
+  if (!queued) return false;
+  queued = false;
+  const e = entry(0);
+  store<u64>(e + REPLAY_ADDR, queuedAddr);
+  store<u64>(e + REPLAY_DATA, queuedData);
+  store<u32>(e + REPLAY_KIND, RK_MMIO_WRITE);
+  store<u32>(e + REPLAY_LEN, queuedLen);
+  return true;
+}
+
+/** Log entry 0 (where replayKeepQueued left a fragment). */
+export function replayEntry0(): usize { return entry(0); }
 
 /** In the commit pass: stop the instruction (status ST_EXIT, as an exit leaves it) and answer true. */
 @inline export function replayStop(): bool {

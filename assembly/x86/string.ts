@@ -15,7 +15,7 @@ import { dfSet, getZF } from "./flags";
 import { readMem, writeMem } from "./mem";
 import { done } from "./exec_onebyte";
 import { notRetired } from "./decode";
-import { replayStop } from "./replay";
+import { replayIterationEnd } from "./replay";
 
 export const STRING_CHUNK: i32 = 16384;
 
@@ -107,7 +107,7 @@ export function execString(b: u32): void {
     clearReplay();
     // The commit pass ends with the iteration whose write exited, RIP at the REP even
     // after the last one, as KVM's emulator leaves it (RCX = 0 retires it on re-entry).
-    if (replayStop()) return;
+    if (replayIterationEnd()) return;
     if (cnt == 0) { done(); return; }
     if (cond && getZF() != repe) { done(); return; }
   }
