@@ -77,6 +77,22 @@ export type PathHandler =
     readonly bytesPerExit: number;
     readonly fn: (data: Uint8Array, sink: Sink) => void;
   }
+  /**
+   * REP OUTSB to `port` from guest RAM at `buf` (the {@link STRING_OUT_SOURCE}
+   * bytes, written there by the path's setup): one KVM_EXIT_IO (out, size 1,
+   * count 1) per byte, RSI/RCX already moved, RIP at the REP (KVM's em_out).
+   * `fn` gets each byte and returns whether it is the next source byte (exit
+   * k carries byte k mod `bytesPerRep`); a wrong byte fails the run at that
+   * exit. Checked after a run: the byte sum and RSI/RCX at the last exit
+   * ({@link stringOutCheck}).
+   */
+  | {
+    readonly kind: "pio-outs";
+    readonly port: number;
+    readonly buf: number;
+    readonly bytesPerRep: number;
+    readonly fn: (data: Uint8Array, sink: Sink) => boolean;
+  }
   /** A one-byte read of `addr` (KVM_EXIT_MMIO): `fn` fills the data view; the guest adds al into ebx (checked). */
   | {
     readonly kind: "mmio-read";
@@ -128,8 +144,14 @@ export interface BenchPath {
   /** Extra setup after the VM and vCPU exist (registers, devices). */
   readonly setup?: (vm: GuestVm, vcpu: GuestVcpu) => void;
   readonly handler: PathHandler;
-  /** Guest instructions per unit in the steady state (checked against the retired count). */
+  /** Guest instructions per unit in the steady state (checked against the retired count); may be a fraction. */
   readonly instructionsPerUnit: number;
+  /**
+   * Units per iteration of the guest loop (default 1): string-out's one REP
+   * OUTSB of 16 bytes is 16 exits. The retired-instruction check allows one
+   * iteration of slack either side.
+   */
+  readonly unitsPerIteration?: number;
   /** The project's target rate for this path (tracking issue §8), if it has one. */
   readonly target?: number;
   /** Payload bytes moved per unit (string IO), reported as bytes/s. */
@@ -223,6 +245,56 @@ export function stringInCheck(
   }'s stream bytes ${hex(want)} (the last exit's are stored on the next KVM_RUN)`;
 }
 
+/** Byte `i` of the string-out source buffer: `(i × 7 + 3) & 0xff` (all 16 distinct). */
+export function stringOutByte(i: number): number {
+  return (i * 7 + 3) & 0xff;
+}
+
+/**
+ * The string-out device (REP OUTSB handler): exit k (0-based, = calls so
+ * far) must carry source byte k mod {@link STRING_IO_BYTES}; counts the exit,
+ * folds the byte into the sum, and returns whether it was that byte.
+ */
+export function checkSourceByte(data: Uint8Array, sink: Sink): boolean {
+  const b = data[0]!;
+  const ok = b === stringOutByte(sink.calls % STRING_IO_BYTES);
+  sink.calls++;
+  sink.sum = (sink.sum + b) | 0;
+  return ok;
+}
+
+/** Σ of the bytes of exits 0 … n-1 of the string-out path (byte k = source byte k mod 16; 32-bit wrap). */
+export function stringOutSum(n: number): number {
+  const full = Math.floor(n / STRING_IO_BYTES), r = n % STRING_IO_BYTES;
+  let s = 0, part = 0;
+  for (let i = 0; i < STRING_IO_BYTES; i++) {
+    s += stringOutByte(i);
+    if (i < r) part += stringOutByte(i);
+  }
+  return (Math.imul(full, s) + part) | 0;
+}
+
+/**
+ * The string-out check of the guest registers after `calls` exits (the vCPU
+ * stopped at exit `calls - 1`, whose element KVM has committed): RSI is
+ * `buf` + (that exit's index in its REP) + 1 and RCX counts the elements
+ * still to go. Returns what differs, or undefined.
+ */
+export function stringOutCheck(
+  regs: { readonly rsi: bigint; readonly rcx: bigint },
+  buf: number,
+  bytesPerRep: number,
+  calls: number,
+): string | undefined {
+  if (calls < 1) return `${calls} exits: expected at least 1`;
+  const i = (calls - 1) % bytesPerRep;
+  const rsi = BigInt(buf + i + 1), rcx = BigInt(bytesPerRep - i - 1);
+  if (regs.rsi === rsi && regs.rcx === rcx) return undefined;
+  return `at exit ${calls - 1} (byte ${i} of its REP OUTSB) rsi 0x${
+    regs.rsi.toString(16)
+  } rcx ${regs.rcx}: expected rsi 0x${rsi.toString(16)} rcx ${rcx} (the element committed at its exit)`;
+}
+
 /** The user-space RDMSR handler: answer {@link BENCH_BYTE} and count it. */
 export function answerMsr(exit: { setData(v: bigint): void }, sink: Sink): void {
   exit.setData(BigInt(BENCH_BYTE));
@@ -237,10 +309,16 @@ export function skipInt3(vcpu: GuestVcpu, sink: Sink): void {
   sink.sum = (sink.sum + 1) | 0;
 }
 
-/** Bytes per REP INSB (one exit of count 16) on the string-in path. */
+/** Bytes per REP INSB (one exit of count 16) on the string-in path, and per REP OUTSB (16 exits) on string-out. */
 export const STRING_IO_BYTES = 16;
+/** The string-out source buffer's {@link STRING_IO_BYTES} bytes (the path's setup writes them at {@link STRING_OUT_BUF}). */
+export const STRING_OUT_SOURCE: readonly number[] = Array.from({ length: STRING_IO_BYTES }, (_, i) => stringOutByte(i));
 /** Guest buffer of the string-in path (identity-mapped RAM, above the code; page-aligned, so 16 bytes are one exit). */
 export const STRING_IO_BUF = 0x8000;
+/** Source buffer of the string-out path (identity-mapped RAM, above the code; also below 64 KiB for the real-mode peers). */
+export const STRING_OUT_BUF = 0xa000;
+/** string-out instructions per REP OUTSB (16 exits): `mov esi`, `mov ecx`, `rep outsb` (retires once, on the entry after its last exit), `jmp`. */
+const INSNS_STRING_OUT_REP = 4;
 /** An MSR index no in-kernel MSR uses (RDMSR of it is KVM_MSR_EXIT_REASON_UNKNOWN). */
 export const BENCH_UNKNOWN_MSR = 0x1234;
 /** string-in instructions per exit: `mov edi`, `mov ecx`, `rep insb` (retires once, when its one exit completes), `jmp`. */
@@ -428,6 +506,15 @@ top:
   jmp top
 `;
 
+const STRING_OUT = `
+  mov edx, ${BENCH_PORT}
+top:
+  mov esi, ${STRING_OUT_BUF}
+  mov ecx, ${STRING_IO_BYTES}
+  rep outsb
+  jmp top
+`;
+
 const MMIO_READ = `
   mov edi, ${BENCH_MMIO}
   xor eax, eax
@@ -611,6 +698,25 @@ export const PATHS: readonly BenchPath[] = [
     bytesPerUnit: STRING_IO_BYTES,
   },
   {
+    path: "string-out/switch",
+    description:
+      `REP OUTSB of ${STRING_IO_BYTES} bytes from RAM → ${STRING_IO_BYTES} KVM_EXIT_IO (out, count 1), one per byte → runRaw + switch → TS handler checks each byte against the source buffer`,
+    asm: STRING_OUT,
+    unit: "exits",
+    loop: "switch",
+    setup: (vm) => vm.writeGuest(STRING_OUT_BUF, STRING_OUT_SOURCE),
+    handler: {
+      kind: "pio-outs",
+      port: BENCH_PORT,
+      buf: STRING_OUT_BUF,
+      bytesPerRep: STRING_IO_BYTES,
+      fn: checkSourceByte,
+    },
+    instructionsPerUnit: INSNS_STRING_OUT_REP / STRING_IO_BYTES,
+    unitsPerIteration: STRING_IO_BYTES,
+    bytesPerUnit: 1,
+  },
+  {
     path: "mmio-read/switch",
     description: "`mov al, [unmapped]; add; jmp` → KVM_EXIT_MMIO (read) → runRaw + switch → TS handler fills the data",
     asm: MMIO_READ,
@@ -692,8 +798,13 @@ export function checkPaths(paths: readonly BenchPath[]): string[] {
     if (p.target !== undefined && !(p.target > 0)) {
       problems.push(`${p.path}: target ${p.target}: expected a positive rate`);
     }
-    if (!(p.instructionsPerUnit >= 1)) {
-      problems.push(`${p.path}: instructionsPerUnit ${p.instructionsPerUnit}: expected >= 1`);
+    const perIteration = p.unitsPerIteration ?? 1;
+    if (!Number.isInteger(perIteration) || perIteration < 1) {
+      problems.push(`${p.path}: unitsPerIteration ${perIteration}: expected an integer >= 1`);
+    } else if (!(p.instructionsPerUnit * perIteration >= 1)) {
+      problems.push(
+        `${p.path}: instructionsPerUnit ${p.instructionsPerUnit} × unitsPerIteration ${perIteration}: expected >= 1 instruction per loop iteration`,
+      );
     }
     const k = p.handler.kind;
     switch (k) {
@@ -713,6 +824,7 @@ export function checkPaths(paths: readonly BenchPath[]): string[] {
         break;
       case "pio-in":
       case "pio-ins":
+      case "pio-outs":
       case "mmio-read":
       case "msr-user":
       case "debug-sw-bp":
@@ -742,6 +854,11 @@ export function checkPaths(paths: readonly BenchPath[]): string[] {
         const never: never = k;
         problems.push(`${p.path}: unknown handler kind ${String(never)}`);
       }
+    }
+    if (p.handler.kind === "pio-outs" && perIteration !== p.handler.bytesPerRep) {
+      problems.push(
+        `${p.path}: handler "pio-outs" exits once per byte: unitsPerIteration ${perIteration}, expected bytesPerRep ${p.handler.bytesPerRep}`,
+      );
     }
   }
   return problems;

@@ -27,7 +27,17 @@ import type { Vcpu } from "../src/vcpu.ts";
 import type { KvmRegs } from "../src/x86/regs.ts";
 import type { Vm } from "../src/vm.ts";
 import { createVmWithOneVcpu } from "../src/x86/setup.ts";
-import { type BenchPath, LOAD, MIN_COALESCED_PER_EXIT, type Sink, streamSum, stringInCheck } from "./paths.ts";
+import {
+  type BenchPath,
+  LOAD,
+  MIN_COALESCED_PER_EXIT,
+  type Sink,
+  streamSum,
+  stringInCheck,
+  stringOutByte,
+  stringOutCheck,
+  stringOutSum,
+} from "./paths.ts";
 
 /** One timed run of a path. */
 export interface Sample {
@@ -162,6 +172,7 @@ export function runUntilStep(p: BenchPath, vm: GuestVm, vcpu: GuestVcpu, sink: S
     case "in-kernel":
     case "pio-in":
     case "pio-ins":
+    case "pio-outs":
     case "mmio-read":
     case "msr-user":
     case "debug-sw-bp":
@@ -276,6 +287,35 @@ export function switchStep(p: BenchPath, vcpu: GuestVcpu, sink: Sink): (n: numbe
               const exit = decodeExit(run);
               if (exit.reason !== "io" || exit.size !== 1) unexpected(p, vcpu, reason);
               fn(exit.data, sink);
+              break;
+            }
+            default:
+              unexpected(p, vcpu, reason);
+          }
+        }
+        return n;
+      };
+    }
+    case "pio-outs": {
+      const { port, bytesPerRep, fn } = h;
+      return (n) => {
+        for (let i = 0; i < n; i++) {
+          const reason = vcpu.runRaw();
+          switch (reason) {
+            case K.KVM_EXIT_IO: {
+              const data = ioSingleData(run);
+              if (data === undefined || !ioIsOut(run) || ioPort(run) !== port || data.length !== 1) {
+                unexpected(p, vcpu, reason);
+              }
+              const k = sink.calls;
+              if (!fn(data, sink)) {
+                throw new BenchPathError(
+                  p.path,
+                  `exit ${k}: OUT byte 0x${data[0]!.toString(16)}: expected source byte ${k % bytesPerRep} (0x${
+                    stringOutByte(k % bytesPerRep).toString(16)
+                  }) of the buffer at 0x${h.buf.toString(16)}`,
+                );
+              }
               break;
             }
             default:
@@ -459,7 +499,7 @@ function verify(
   const { path: p, vcpu } = prep;
   const h = p.handler;
   // Units start and end mid-iteration: allow one iteration of slack either side.
-  const slack = 2 * p.instructionsPerUnit;
+  const slack = 2 * p.instructionsPerUnit * (p.unitsPerIteration ?? 1);
   if (Math.abs(instructions - units * p.instructionsPerUnit) > slack) {
     throw new BenchPathError(
       p.path,
@@ -500,6 +540,12 @@ function verify(
     case "pio-ins": {
       if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
       const problem = stringInVerify(h, prep.sink.calls, calls, sum, (gpa, len) => prep.vm.readGuest(gpa, len));
+      if (problem !== undefined) throw new BenchPathError(p.path, problem);
+      break;
+    }
+    case "pio-outs": {
+      if (calls !== units) throw new BenchPathError(p.path, `handler called ${calls} times for ${units} exits`);
+      const problem = stringOutVerify(h, prep.sink.calls, calls, sum, vcpu.getRegs());
       if (problem !== undefined) throw new BenchPathError(p.path, problem);
       break;
     }
@@ -554,6 +600,29 @@ export function stringInVerify(
     } … ${total * n - 1})`;
   }
   return stringInCheck(read, h.buf, n, total);
+}
+
+/**
+ * The string-out checks shared with the kvm peer: the handler saw the
+ * source bytes of exits `[total - calls, total)` (their sum; each byte was
+ * also checked at its exit), and RSI/RCX at the last exit have moved past
+ * its element ({@link stringOutCheck}). `total`: exits since the VM was
+ * created; `calls`, `sum`: this sample's.
+ */
+export function stringOutVerify(
+  h: Extract<BenchPath["handler"], { kind: "pio-outs" }>,
+  total: number,
+  calls: number,
+  sum: number,
+  regs: { readonly rsi: bigint; readonly rcx: bigint },
+): string | undefined {
+  const want = (stringOutSum(total) - stringOutSum(total - calls)) | 0;
+  if (sum !== want) {
+    return `handler saw byte sum ${sum >>> 0} over ${calls} exits: expected ${want >>> 0} (source bytes of exits ${
+      total - calls
+    } … ${total - 1})`;
+  }
+  return stringOutCheck(regs, h.buf, h.bytesPerRep, total);
 }
 
 /** The first step size of a path's loop (instructions per budget call, or exits). */

@@ -71,6 +71,10 @@ Deno.test("bochs tick check: reset jump + xor + chunks × instructions + exit se
   assert.equal(BOCHS_REP_TICKS, true);
   assert.equal(bochsExpectedTicks(str, 3), 2 + 3 * (2 + 10 * (4 + 16) + 7) + 16);
   assert.notEqual(bochsExpectedTicks(str, 3), 2 + 3 * instructionsPerChunk(str) + 16);
+  // string-out: the buffer fill first (mov di, mov al, mov cx, 16 × (stosb, add, loop)), then per chunk mov edi,
+  // mov dx, mov ebp, 10 × (mov si, mov cx, 16 REP ticks, dec, jnz), mov esi, the tail.
+  const outs = { kind: "string-out", iterations: 10 } as const;
+  assert.equal(bochsExpectedTicks(outs, 3), 2 + 51 + 3 * (4 + 10 * (4 + 16) + 7) + 16);
 });
 
 Deno.test("bochs loops follow --filter through compared_to", () => {
@@ -118,11 +122,15 @@ Deno.test("bochs peer: a short real run gives tick-checked rows — or is skippe
   assert.ok(lines.some((l) => /hlt\/runUntil not run on bochs: Bochs has no HLT exit/.test(l)), lines.join("\n"));
 });
 
-Deno.test("bochs peer: io-in, mmio-read, string-in, cpuid and msr rows, tick-checked, from short real runs", {
-  ignore: MISSING !== undefined,
-}, async () => {
-  await assertProcessPeerExtraRows(bochsPeer);
-});
+Deno.test(
+  "bochs peer: io-in, mmio-read, string-in, string-out, cpuid and msr rows, tick-checked, from short real runs",
+  {
+    ignore: MISSING !== undefined,
+  },
+  async () => {
+    await assertProcessPeerExtraRows(bochsPeer);
+  },
+);
 
 Deno.test("bochs peer: a tick count that is not the program's instruction count fails the check", {
   ignore: MISSING !== undefined,

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { assemble } from "../src/asm/x86.ts";
-import { BENCH_BYTE, BENCH_PORT } from "../bench/paths.ts";
+import { BENCH_BYTE, BENCH_PORT, STRING_IO_BYTES, STRING_OUT_SOURCE } from "../bench/paths.ts";
 import {
   chunkedProgram,
   chunksFor,
@@ -17,6 +17,7 @@ import {
   medianInterval,
   prologueInstructions,
   romImage,
+  STRING_OUT_FILL,
   unitsPerChunk,
   windowRates,
 } from "../bench/peers/chunked.ts";
@@ -100,6 +101,33 @@ Deno.test("chunked program: cpuid and rdmsr bodies count in edi, string-in in eb
   assert.equal(prologueInstructions({ kind: "mmio-read", rounds: 1 }), 11);
 });
 
+Deno.test("chunked program: string-out fills the source buffer once, then REP OUTSB from it with esi kept in edi", () => {
+  const h = hex(assemble(chunkedProgram({ kind: "string-out", iterations: 2 }, 4, ""), { bits: 16, origin: 0 }).bytes);
+  // Prologue: xor esi, esi; mov di, 0xa000; mov al, 3; mov cx, 16; fill: stosb; add al, 7; loop fill.
+  assert.ok(h.startsWith("66 31 f6 bf 00 a0 b0 03 b9 10 00 aa 04 07 e2 fb"), `buffer fill: ${h}`);
+  // Body: mov edi, esi; mov dx, port; mov ebp, 2; top: mov si, 0xa000; mov cx, 16; rep outsb; dec ebp; jnz top;
+  // mov esi, edi; then the marker's mov ax, si (OUTSB moved si: the chunk counter comes back from edi).
+  assert.ok(
+    h.includes("66 89 f7 ba 10 00 66 bd 02 00 00 00 be 00 a0 b9 10 00 f3 6e 66 4d 75 f4 66 89 fe 89 f0"),
+    `outsb loop: ${h}`,
+  );
+  // The fill writes byte i = (i × 7 + 3) & 0xff, the kvmsim path's source bytes (mov al, 3 then add al, 7).
+  let al = 3;
+  const filled = Array.from({ length: STRING_IO_BYTES }, () => {
+    const b = al;
+    al = (al + 7) & 0xff;
+    return b;
+  });
+  assert.deepEqual(filled, STRING_OUT_SOURCE);
+  assert.ok(
+    STRING_OUT_FILL.endsWith("mov al, 3\n  mov cx, 16\nfill:\n  stosb\n  add al, 7\n  loop fill"),
+    STRING_OUT_FILL,
+  );
+  // mov di, mov al, mov cx, then 16 × (stosb, add, loop); no REP instruction.
+  assert.equal(prologueInstructions({ kind: "string-out", iterations: 1 }), 3 + 3 * 16);
+  assert.throws(() => chunkedProgram({ kind: "string-out", iterations: 0 }, 4, ""), /string-out chunk iterations 0/);
+});
+
 Deno.test("chunk arithmetic: units and retired instructions per chunk", () => {
   assert.equal(unitsPerChunk({ kind: "io-out", rounds: 4 }), 4 * 65536);
   assert.equal(unitsPerChunk({ kind: "raw", iterations: 1000 }), 2000);
@@ -120,6 +148,11 @@ Deno.test("chunk arithmetic: units and retired instructions per chunk", () => {
   assert.equal(unitsPerChunk({ kind: "string-in", iterations: 10 }), 10);
   assert.equal(instructionsPerChunk({ kind: "string-in", iterations: 10 }), 2 + 10 * 5 + 7);
   assert.equal(instructionsPerChunk({ kind: "string-in", iterations: 10 }, true), 2 + 10 * 20 + 7);
+  // string-out: a unit is one byte written (16 per REP OUTSB); mov edi, mov dx, mov ebp, per iteration mov si,
+  // mov cx, the REP OUTSB (once, or once per byte), dec ebp, jnz; mov esi, edi.
+  assert.equal(unitsPerChunk({ kind: "string-out", iterations: 10 }), 160);
+  assert.equal(instructionsPerChunk({ kind: "string-out", iterations: 10 }), 4 + 10 * 5 + 7);
+  assert.equal(instructionsPerChunk({ kind: "string-out", iterations: 10 }, true), 4 + 10 * 20 + 7);
 });
 
 Deno.test("markers: 0x80 | chunk index, text bytes kept aside, an out-of-sequence marker is reported", () => {

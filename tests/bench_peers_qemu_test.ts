@@ -56,12 +56,18 @@ Deno.test("qemu loops follow --filter through compared_to", () => {
   assert.deepEqual(
     loopsFor(QEMU_LOOPS, [
       benchPath("string-in/switch"),
+      benchPath("string-out/switch"),
       benchPath("cpuid-inkernel/budget"),
       benchPath("msr-inkernel/budget"),
     ]).map((
       l,
     ) => [l.spec.path, l.body.kind]),
-    [["string-in/unassigned-port", "string-in"], ["cpuid-inkernel/loop", "cpuid"], ["msr-inkernel/loop", "rdmsr"]],
+    [
+      ["string-in/unassigned-port", "string-in"],
+      ["string-out/unassigned-port", "string-out"],
+      ["cpuid-inkernel/loop", "cpuid"],
+      ["msr-inkernel/loop", "rdmsr"],
+    ],
   );
   const plan = qemuPeer.plan([benchPath("hlt/switch"), benchPath("debug-int3/switch"), benchPath("io-out/switch")]);
   assert.deepEqual(plan.loops.map((l) => l.spec.path), ["io-out/unassigned-port"]);
@@ -105,7 +111,7 @@ Deno.test("qemu peer: a short real run gives checked rows — or is skipped nami
   assert.ok(lines.some((l) => /hlt\/switch not run on qemu: TCG has no HLT exit/.test(l)), lines.join("\n"));
 });
 
-Deno.test("qemu peer: io-in, mmio-read, string-in, cpuid and msr rows from short real runs — or skipped", {
+Deno.test("qemu peer: io-in, mmio-read, string-in, string-out, cpuid and msr rows from short real runs — or skipped", {
   ignore: !HAVE_QEMU,
 }, async () => {
   await assertProcessPeerExtraRows(qemuPeer);

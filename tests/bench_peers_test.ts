@@ -4,7 +4,7 @@
  * checked to be positive and consistent (min ≤ median ≤ max).
  */
 import assert from "node:assert/strict";
-import { PATHS } from "../bench/paths.ts";
+import { PATHS, STRING_OUT_SOURCE } from "../bench/paths.ts";
 import { KVM_RAW_SKIP, kvmPeer } from "../bench/peers/kvm.ts";
 import { parsePeerList, type Peer, PEER_NAMES, splitPeersOption } from "../bench/peers/peer.ts";
 import { pairingOf, runPeerAlone } from "../bench/peers/pairing.ts";
@@ -13,6 +13,7 @@ import {
   stringInBuffer,
   v86LoopsFor,
   v86Peer,
+  v86PortWriteProblem,
   type V86Snapshot,
   v86WindowUnits,
 } from "../bench/peers/v86.ts";
@@ -73,6 +74,22 @@ Deno.test("kvm peer: string-in runs on /dev/kvm as one exit of count 16 per REP 
   for (const r of out.rows) checkRowShape(r, "kvm");
 });
 
+Deno.test("kvm peer: string-out runs on /dev/kvm as one exit of count 1 per byte, every byte checked — or skipped", async () => {
+  const out = await shortRun(kvmPeer, ["string-out/switch"]);
+  if (out.kind === "skipped") {
+    assert.match(out.reason, /\/dev\/kvm unusable: \S/);
+    return;
+  }
+  // switchStep refuses any exit other than a one-byte OUT to the port carrying the next source byte; timedRun
+  // checks the byte sum and RSI/RCX at the last exit (the element committed, as KVM's em_out does).
+  assert.deepEqual(out.rows.map((r) => [r.path, r.unit, r.compared_to]), [[
+    "string-out/switch",
+    "exits",
+    "string-out/switch",
+  ]]);
+  for (const r of out.rows) checkRowShape(r, "kvm");
+});
+
 Deno.test("kvm peer: the coalesced paths with a real KVM_REGISTER_COALESCED_MMIO zone, in writes/s — or skipped", async () => {
   const out = await shortRun(kvmPeer, ["io-out/coalesced", "mmio-write/coalesced"]);
   if (out.kind === "skipped") {
@@ -114,7 +131,7 @@ Deno.test("v86 peer: io-out and raw rows of the result shape — or skipped with
   for (const r of out.rows) checkRowShape(r, "v86");
 });
 
-Deno.test("v86 peer: mmio-write, io-in, mmio-read, string-in, cpuid and msr rows, checked per window — or skipped", {
+Deno.test("v86 peer: mmio-write, io-in, mmio-read, string-in/out, cpuid and msr rows, window-checked — or skipped", {
   sanitizeOps: false,
   sanitizeResources: false,
 }, async () => {
@@ -122,6 +139,7 @@ Deno.test("v86 peer: mmio-write, io-in, mmio-read, string-in, cpuid and msr rows
     "mmio-write/switch",
     "io-in/switch",
     "string-in/switch",
+    "string-out/switch",
     "mmio-read/switch",
     "cpuid-inkernel/budget",
     "msr-inkernel/budget",
@@ -131,11 +149,13 @@ Deno.test("v86 peer: mmio-write, io-in, mmio-read, string-in, cpuid and msr rows
     assert.match(out.reason, /v86/);
     return;
   }
+  // string-out: every byte the port handler saw was the next source byte (else the window throws).
   assert.deepEqual(out.rows.map((r) => [r.path, r.compared_to]), [
     ["mmio-write/mmap-handler", "mmio-write/switch"],
     ["io-in/port-handler", "io-in/switch"],
     ["mmio-read/mmap-handler", "mmio-read/switch"],
     ["string-in/port-handler", "string-in/switch"],
+    ["string-out/port-handler", "string-out/switch"],
     ["cpuid-inkernel/loop", "cpuid-inkernel/budget"],
     ["msr-inkernel/loop", "msr-inkernel/budget"],
   ]);
@@ -207,6 +227,32 @@ Deno.test("v86 window check: units per count kind, against the retired-instructi
     (v86WindowUnits(ins, z, at({ reads: 1608, writes: 1, insns: 402, buf })) as { problem: string }).problem,
     /1 port writes on a loop that does none/,
   );
+  // string-out: a unit is one byte written (16 per REP OUTSB of 4 instructions); a window may start and end inside
+  // a REP: ± 2 REPs of instructions.
+  const outs = { kind: "port-out-bytes", bytesPerRep: 16, insnsPerRep: 4 } as const;
+  assert.deepEqual(v86WindowUnits(outs, z, at({ writes: 1608, insns: 402 })), { units: 1608 });
+  assert.deepEqual(v86WindowUnits(outs, z, at({ writes: 1608, insns: 410 })), { units: 1608 });
+  assert.match(
+    (v86WindowUnits(outs, z, at({ writes: 1608, insns: 1608 })) as { problem: string }).problem,
+    /1608 instructions retired for 1608 bytes \(100\.5 REP OUTSBs\): expected 402\.0 ± 8/,
+  );
+  assert.match((v86WindowUnits(outs, z, at({ insns: 40 })) as { problem: string }).problem, /no byte written/);
+  assert.match(
+    (v86WindowUnits(outs, z, at({ writes: 16, mmioWrites: 1, insns: 4 })) as { problem: string }).problem,
+    /1 MMIO writes on a loop that does none/,
+  );
+  assert.match(
+    (v86WindowUnits(outs, z, at({ writes: 16, reads: 1, insns: 4 })) as { problem: string }).problem,
+    /1 reads on a loop that does none/,
+  );
+  // Each byte written is checked in the port handler: write k must be source byte k mod 16.
+  for (let k = 0; k < 40; k++) assert.equal(v86PortWriteProblem(outs, k, STRING_OUT_SOURCE[k % 16]!), undefined);
+  assert.equal(
+    v86PortWriteProblem(outs, 17, STRING_OUT_SOURCE[0]!),
+    "port write 17 of 0x3: expected source byte 1 (0xa)",
+  );
+  assert.equal(v86PortWriteProblem({ kind: "port-writes", insnsPerUnit: 2 }, 5, 0x5a), undefined);
+  assert.equal(v86PortWriteProblem({ kind: "port-writes", insnsPerUnit: 2 }, 5, 0x03), "port write of 0x3");
   // esi counts iterations (mod 2^32); the instruction counter wraps at 2^32 too.
   assert.deepEqual(
     v86WindowUnits(

@@ -30,6 +30,11 @@
  *   one REP INSB, the counterpart of kvmsim's one exit of count 16: 16 port
  *   reads inside Bochs. Bochs ticks once per REP iteration
  *   ({@link BOCHS_REP_TICKS}), which the tick check counts.
+ * - string-out: `rep outsb` of 16 bytes from RAM (filled by the ROM's
+ *   prologue with kvmsim's source bytes) to BENCH_PORT: 16 port writes to
+ *   the unmapped-port device per REP OUTSB. The unit is one byte written,
+ *   the counterpart of one kvmsim exit (KVM exits once per OUTS element);
+ *   the tick check counts every REP iteration and the prologue.
  * - cpuid-inkernel / msr-inkernel: `xor eax, eax; cpuid` and `rdmsr` of
  *   IA32_PAT in a `dec edi; jnz` loop, answered inside Bochs (an RDMSR
  *   that faulted would break the tick count).
@@ -134,6 +139,21 @@ export const BOCHS_LOOPS: readonly ProcessLoop[] = [
   },
   {
     spec: {
+      path: "string-out/unassigned-port",
+      engine: "bochs",
+      unit: "exits",
+      loop: "sampled",
+      description: `real mode \`rep outsb\` of ${STRING_IO_BYTES} bytes from RAM to unassigned port 0x${
+        BENCH_PORT.toString(16)
+      } → Bochs's IO handler table, once per byte (in-process)`,
+      compared_to: "string-out/switch",
+      note:
+        `Bochs 2.7 interpreter, real mode; unit = bytes written: an exit = one byte = one port write in Bochs = one kvmsim exit (count 1), ${STRING_IO_BYTES} per REP OUTSB; ticks checked`,
+    },
+    body: { kind: "string-out", iterations: 1 << 14 },
+  },
+  {
+    spec: {
       path: "cpuid-inkernel/loop",
       engine: "bochs",
       unit: "exits",
@@ -204,8 +224,8 @@ export const BOCHS_EXIT_ASM = [
 
 /**
  * Instructions Bochs retires for `chunks` chunks of `body` up to the
- * shutdown line: the reset far jump and `xor esi, esi`, the unreal-mode
- * prologue (mmio-write), the chunks, then the
+ * shutdown line: the reset far jump and `xor esi, esi`, the prologue
+ * (unreal-mode entry, string-out's buffer fill), the chunks, then the
  * exit sequence without its last OUT (the panic is logged inside it).
  */
 export function bochsExpectedTicks(body: ChunkBody, chunks: number): number {

@@ -21,7 +21,16 @@
  * @module
  */
 import { assemble } from "../../src/asm/x86.ts";
-import { BENCH_BYTE, BENCH_MMIO, BENCH_PORT, MSR_PAT, STRING_IO_BUF, STRING_IO_BYTES } from "../paths.ts";
+import {
+  BENCH_BYTE,
+  BENCH_MMIO,
+  BENCH_PORT,
+  MSR_PAT,
+  STRING_IO_BUF,
+  STRING_IO_BYTES,
+  STRING_OUT_BUF,
+  stringOutByte,
+} from "../paths.ts";
 import { ratePerSecond } from "../stats.ts";
 
 /** The port of the per-chunk marker byte (QEMU isa-debugcon iobase, Bochs port_e9_hack). */
@@ -53,7 +62,14 @@ export type ChunkBody =
    * supplies every byte) into {@link STRING_IO_BUF}: `iterations` REP INSBs of {@link STRING_IO_BYTES} bytes
    * per chunk, each 16 port reads inside the emulator.
    */
-  | { readonly kind: "string-in"; readonly iterations: number };
+  | { readonly kind: "string-in"; readonly iterations: number }
+  /**
+   * `mov si, buf; mov cx, 16; rep outsb; dec ebp; jnz top` to {@link BENCH_PORT} (unassigned) from
+   * {@link STRING_OUT_BUF}, which the program's prologue fills with the kvmsim path's source bytes
+   * ({@link STRING_OUT_FILL}): `iterations` REP OUTSBs of {@link STRING_IO_BYTES} bytes per chunk; a unit is
+   * one byte written (one port write, the counterpart of one kvmsim exit), so 16 units per REP OUTSB.
+   */
+  | { readonly kind: "string-out"; readonly iterations: number };
 
 /** Units (exits or instructions) one chunk of `body` does. */
 export function unitsPerChunk(body: ChunkBody): number {
@@ -69,6 +85,8 @@ export function unitsPerChunk(body: ChunkBody): number {
     case "rdmsr":
     case "string-in":
       return body.iterations;
+    case "string-out":
+      return body.iterations * STRING_IO_BYTES;
     default: {
       const never: never = body;
       throw new RangeError(`unknown chunk body ${JSON.stringify(never)}`);
@@ -110,6 +128,9 @@ export function instructionsPerChunk(body: ChunkBody, repIterations = false): nu
     case "string-in":
       // mov dx; mov ebp; iterations × (mov di, mov cx, rep insb, dec, jnz)
       return 2 + (4 + (repIterations ? STRING_IO_BYTES : 1)) * body.iterations + tail;
+    case "string-out":
+      // mov edi, esi; mov dx; mov ebp; iterations × (mov si, mov cx, rep outsb, dec, jnz); mov esi, edi
+      return 4 + (4 + (repIterations ? STRING_IO_BYTES : 1)) * body.iterations + tail;
     default: {
       const never: never = body;
       throw new RangeError(`unknown chunk body ${JSON.stringify(never)}`);
@@ -119,14 +140,17 @@ export function instructionsPerChunk(body: ChunkBody, repIterations = false): nu
 
 /**
  * Instructions before the first chunk (after the reset far jump and `xor
- * esi, esi`): the unreal-mode entry (mmio-write, mmio-read); none has a REP
- * instruction.
+ * esi, esi`): the unreal-mode entry (mmio-write, mmio-read), the source
+ * buffer fill (string-out); none has a REP instruction.
  */
 export function prologueInstructions(body: ChunkBody): number {
   switch (body.kind) {
     case "mmio-write":
     case "mmio-read":
       return 11;
+    case "string-out":
+      // mov di; mov al; mov cx; 16 × (stosb, add, loop)
+      return 3 + 3 * STRING_IO_BYTES;
     case "string-in":
     case "io-out":
     case "io-in":
@@ -164,6 +188,20 @@ gdt:
 gdtr:
   dw 15
   dd 0xf0000 + gdt`;
+
+/**
+ * The string-out source buffer, filled by the guest (real mode, ES = 0 after
+ * reset): byte i of {@link STRING_OUT_BUF} = (i × 7 + 3) & 0xff, the kvmsim
+ * path's {@link stringOutByte}. Clobbers di, al, cx.
+ */
+export const STRING_OUT_FILL = `
+  mov di, 0x${STRING_OUT_BUF.toString(16)}
+  mov al, ${stringOutByte(0)}
+  mov cx, ${STRING_IO_BYTES}
+fill:
+  stosb
+  add al, ${stringOutByte(1) - stringOutByte(0)}
+  loop fill`;
 
 function checkRounds(body: { readonly kind: string; readonly rounds: number }): void {
   if (!Number.isInteger(body.rounds) || body.rounds < 1 || body.rounds > 0xffff) {
@@ -266,6 +304,20 @@ top:
   rep insb
   dec ebp
   jnz top`;
+    case "string-out":
+      checkIterations(body);
+      // OUTSB moves si (DS = 0 after reset): edi keeps the chunk counter (esi) meanwhile, ebp counts the iterations.
+      return `
+  mov edi, esi
+  mov dx, ${BENCH_PORT}
+  mov ebp, ${body.iterations}
+top:
+  mov si, 0x${STRING_OUT_BUF.toString(16)}
+  mov cx, ${STRING_IO_BYTES}
+  rep outsb
+  dec ebp
+  jnz top
+  mov esi, edi`;
     default: {
       const never: never = body;
       throw new RangeError(`unknown chunk body ${JSON.stringify(never)}`);
@@ -283,7 +335,7 @@ export function chunkedProgram(body: ChunkBody, chunks: number, exitAsm: string)
   }
   const unreal = body.kind === "mmio-write" || body.kind === "mmio-read";
   return `
-  xor esi, esi${unreal ? UNREAL_PROLOGUE : ""}
+  xor esi, esi${unreal ? UNREAL_PROLOGUE : ""}${body.kind === "string-out" ? STRING_OUT_FILL : ""}
 chunk:${bodyAsm(body)}
   mov ax, si
   and al, 0x7f

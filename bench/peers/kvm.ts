@@ -9,17 +9,20 @@
  * emulator, ~1.4 µs per instruction, /work/shared/spec/perf_anchors.md §0: a
  * CPL0 raw rate is an emulator figure, not a hardware one), the in-kernel
  * paths (counted by the instruction budget) and INT3 debug exits (not
- * emulated at CPL0 here). String IO is the REP INSB path: KVM's
+ * emulated at CPL0 here). String IO in is the REP INSB path: KVM's
  * pio_in_emulated reads ahead up to a page edge / 1024 bytes, so a 16-byte
  * REP INSB is one exit of count 16 on KVM as on kvmsim (its switch loop
- * checks the count of every exit). The coalesced paths run with a real
+ * checks the count of every exit). String IO out is REP OUTSB: KVM's
+ * em_out exits once per byte (count 1), as kvmsim does; the switch loop
+ * checks every byte against the source buffer. The coalesced paths run with a real
  * KVM_REGISTER_COALESCED_MMIO zone: KVM appends the writes to its ring
  * page (in the vCPU mmap) and exits only when the ring is full; their unit
  * is writes delivered to the device, as on kvmsim.
  *
  * Checks after every run: handler calls = exits, byte sum = exits × byte
  * (string in: the stream's bytes, and the guest buffer holds the last
- * completed transfer) (KVM does not count retired instructions, so that
+ * completed transfer; string out: the source bytes, and RSI/RCX at the last
+ * exit) (KVM does not count retired instructions, so that
  * check is the kvmsim runner's only).
  *
  * @module
@@ -31,7 +34,7 @@ import { createVmWithOneVcpu } from "../../src/x86/setup.ts";
 import { type BenchPath, LOAD, type Sink } from "../paths.ts";
 import type { PeerRowSpec } from "../report.ts";
 import { ratePerSecond } from "../stats.ts";
-import { runUntilStep, stringInVerify, switchStep } from "../run_path.ts";
+import { runUntilStep, stringInVerify, stringOutVerify, switchStep } from "../run_path.ts";
 import { type Peer, PeerCheckError, type PeerLoop, type PeerSampler } from "./peer.ts";
 
 /** Why the raw paths have no kvm row. */
@@ -65,7 +68,14 @@ function stepper(p: BenchPath, vm: BackendVm, vcpu: BackendVcpu, sink: Sink): (n
  * < 5 ms) until `ms` is up; returns units/s (exits, or a coalesced path's
  * writes: its step returns the writes it delivered).
  */
-function timedRun(p: BenchPath, vm: BackendVm, step: (n: number) => number, sink: Sink, ms: number): number {
+function timedRun(
+  p: BenchPath,
+  vm: BackendVm,
+  vcpu: BackendVcpu,
+  step: (n: number) => number,
+  sink: Sink,
+  ms: number,
+): number {
   const calls0 = sink.calls, sum0 = sink.sum;
   let chunk = 64, units = 0;
   const t0 = performance.now();
@@ -84,6 +94,10 @@ function timedRun(p: BenchPath, vm: BackendVm, step: (n: number) => number, sink
   const h = p.handler;
   if (h.kind === "pio-ins") {
     const problem = stringInVerify(h, sink.calls, calls, sum, (gpa, len) => vm.readGuest(gpa, len));
+    if (problem !== undefined) throw new PeerCheckError("kvm", p.path, problem);
+  }
+  if (h.kind === "pio-outs") {
+    const problem = stringOutVerify(h, sink.calls, calls, sum, vcpu.getRegs());
     if (problem !== undefined) throw new PeerCheckError("kvm", p.path, problem);
   }
   const want = h.kind === "pio-out" || h.kind === "mmio-write" || h.kind === "pio-in" || h.kind === "mmio-read" ||
@@ -132,9 +146,9 @@ export function kvmLoop(p: BenchPath): PeerLoop {
           p.setup?.(vm, vcpu);
           const sink: Sink = { calls: 0, sum: 0 };
           const step = stepper(p, vm, vcpu, sink);
-          for (let i = 0; i < settings.warmup; i++) timedRun(p, vm, step, sink, settings.durationMs);
+          for (let i = 0; i < settings.warmup; i++) timedRun(p, vm, vcpu, step, sink, settings.durationMs);
           resolve({
-            sample: () => new Promise<number>((done) => done(timedRun(p, vm, step, sink, settings.durationMs))),
+            sample: () => new Promise<number>((done) => done(timedRun(p, vm, vcpu, step, sink, settings.durationMs))),
             close,
           });
         } catch (e) {
@@ -159,6 +173,7 @@ const KVM_HANDLERS: ReadonlySet<string> = new Set([
   "hlt",
   "pio-in",
   "pio-ins",
+  "pio-outs",
   "mmio-read",
   "msr-user",
   "coalesced-write",

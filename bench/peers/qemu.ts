@@ -22,6 +22,11 @@
  * - string-in: `rep insb` of 16 bytes from BENCH_PORT into RAM (QEMU
  *   dispatches each byte: 16 unassigned-port reads per REP INSB). The unit
  *   is one REP INSB, the counterpart of kvmsim's one exit of count 16.
+ * - string-out: `rep outsb` of 16 bytes from RAM (filled by the ROM's
+ *   prologue with kvmsim's source bytes) to BENCH_PORT: 16 unassigned-port
+ *   writes per REP OUTSB. The unit is one byte written, the counterpart of
+ *   one kvmsim exit (KVM exits once per OUTS element); QEMU does not report
+ *   the bytes, so only the markers and the exit code are checked.
  * - cpuid-inkernel / msr-inkernel: `xor eax, eax; cpuid` and `rdmsr` of
  *   IA32_PAT in a `dec edi; jnz` loop: instructions TCG answers in a helper,
  *   never leaving QEMU — the counterpart of kvmsim's in-core exits.
@@ -114,6 +119,21 @@ export const QEMU_LOOPS: readonly ProcessLoop[] = [
         `QEMU TCG, real mode; an exit = one ${STRING_IO_BYTES}-byte REP INSB = one kvmsim exit (count ${STRING_IO_BYTES}) = ${STRING_IO_BYTES} IO-read dispatches to unassigned_io_ops`,
     },
     body: { kind: "string-in", iterations: 1 << 15 },
+  },
+  {
+    spec: {
+      path: "string-out/unassigned-port",
+      engine: "qemu",
+      unit: "exits",
+      loop: "sampled",
+      description: `real mode \`rep outsb\` of ${STRING_IO_BYTES} bytes from RAM to unassigned port 0x${
+        BENCH_PORT.toString(16)
+      } → QEMU's IO dispatch, once per byte (in-process)`,
+      compared_to: "string-out/switch",
+      note:
+        `QEMU TCG, real mode; unit = bytes written: an exit = one byte = one IO-write dispatch to unassigned_io_ops = one kvmsim exit (count 1), ${STRING_IO_BYTES} per REP OUTSB`,
+    },
+    body: { kind: "string-out", iterations: 1 << 15 },
   },
   {
     spec: {

@@ -20,6 +20,12 @@
  *   count 16 — is 16 handler calls. The handler supplies the same byte-counter
  *   stream as kvmsim's ({@link streamByte}); the guest buffer is checked
  *   against it after every window.
+ * - string-out: `rep outsb` of {@link STRING_IO_BYTES} bytes from RAM (filled
+ *   by the BIOS's prologue with kvmsim's source bytes, {@link STRING_OUT_FILL})
+ *   to {@link BENCH_PORT}; v86 calls the register_write handler once per
+ *   byte, which checks it is the next source byte. A unit is one byte
+ *   written (one handler call), the counterpart of one kvmsim exit (KVM
+ *   exits once per OUTS element), so 16 units per REP OUTSB.
  * - cpuid-inkernel / msr-inkernel: `cpuid` and `rdmsr` of IA32_PAT (a
  *   register v86 implements: its debug build asserts on unknown MSRs, not
  *   on this one) answered inside v86; the guest counts iterations in esi.
@@ -36,7 +42,8 @@
  * at the start and the end of `durationMs` of wall time; between windows
  * the emulator is stopped (bench/peers/pairing.ts puts a kvmsim sample
  * there). Checks per window ({@link v86WindowUnits}): every byte the
- * handlers saw is {@link BENCH_BYTE} at the expected address; units agree
+ * handlers saw is {@link BENCH_BYTE} at the expected address (string-out: the
+ * source byte next in order); units agree
  * with v86's retired-instruction count (instructions per unit ± 2 units);
  * no port or MMIO write on a loop that does none.
  *
@@ -53,10 +60,12 @@ import {
   streamByte,
   STRING_IO_BUF,
   STRING_IO_BYTES,
+  STRING_OUT_BUF,
+  stringOutByte,
 } from "../paths.ts";
 import type { PeerRowSpec } from "../report.ts";
 import { ratePerSecond } from "../stats.ts";
-import { UNREAL_DATA, UNREAL_PROLOGUE } from "./chunked.ts";
+import { STRING_OUT_FILL, UNREAL_DATA, UNREAL_PROLOGUE } from "./chunked.ts";
 import { type Peer, PeerCheckError, type PeerLoop, type PeerSampler, type PeerSettings } from "./peer.ts";
 import { V86_ALU_MEM_ASM, v86AluMemCheck, type V86CpuView } from "./v86_alu_mem.ts";
 
@@ -88,6 +97,12 @@ export type V86Count =
    * bytes ({@link stringInBuffer}).
    */
   | { readonly kind: "port-in-bytes"; readonly bytesPerUnit: number; readonly insnsPerUnit: number }
+  /**
+   * One byte written to {@link BENCH_PORT} per unit by `rep outsb`s of `bytesPerRep` bytes from
+   * {@link STRING_OUT_BUF}: the register_write handler's calls, each checked to be the next source byte
+   * ({@link stringOutByte} of the write's index mod `bytesPerRep`); `insnsPerRep` instructions per REP OUTSB.
+   */
+  | { readonly kind: "port-out-bytes"; readonly bytesPerRep: number; readonly insnsPerRep: number }
   /** Instructions handled inside v86 (CPUID, RDMSR): the guest counts iterations in esi. */
   | { readonly kind: "esi"; readonly insnsPerUnit: number };
 
@@ -232,6 +247,28 @@ top:
   },
   {
     spec: {
+      path: "string-out/port-handler",
+      engine: "v86",
+      unit: "exits",
+      loop: "port-handler",
+      description:
+        `real mode \`rep outsb\` of ${STRING_IO_BYTES} bytes from RAM → cpu.io.register_write handler (JS) checks each byte against the source buffer`,
+      compared_to: "string-out/switch",
+      note:
+        `v86 JIT, real mode; unit = bytes written: an exit = one byte = one WASM→JS handler call = one kvmsim exit (count 1), ${STRING_IO_BYTES} per REP OUTSB; every byte checked`,
+    },
+    asm: `${STRING_OUT_FILL}
+  mov dx, ${BENCH_PORT}
+top:
+  mov si, 0x${STRING_OUT_BUF.toString(16)}
+  mov cx, ${STRING_IO_BYTES}
+  rep outsb
+  jmp top
+`,
+    count: { kind: "port-out-bytes", bytesPerRep: STRING_IO_BYTES, insnsPerRep: 4 },
+  },
+  {
+    spec: {
       path: "cpuid-inkernel/loop",
       engine: "v86",
       unit: "exits",
@@ -347,7 +384,7 @@ interface V86Counters {
   mmioWrites: number;
   reads: number;
   mmioReads: number;
-  /** Writes with a byte other than BENCH_BYTE, or an MMIO write elsewhere than BENCH_MMIO. */
+  /** Writes with a byte other than BENCH_BYTE (string-out: the next source byte), or an MMIO write elsewhere than BENCH_MMIO. */
   bad: string[];
 }
 
@@ -371,6 +408,22 @@ export interface V86Snapshot {
  */
 export function stringInBuffer(reads: number, n: number): number[] {
   return Array.from({ length: n }, (_, i) => (reads > i ? streamByte(reads - 1 - ((reads - 1 - i) % n)) : 0));
+}
+
+/**
+ * What is wrong with write `k` (0-based, since boot) of byte `v` to
+ * {@link BENCH_PORT}, or undefined: {@link BENCH_BYTE} on the io-out loop;
+ * on a string-out loop (`port-out-bytes`) the source byte k mod the REP's
+ * bytes, as the REP OUTSBs send the buffer in order.
+ */
+export function v86PortWriteProblem(count: V86Count, k: number, v: number): string | undefined {
+  if (count.kind === "port-out-bytes") {
+    const i = k % count.bytesPerRep, want = stringOutByte(i);
+    return v === want
+      ? undefined
+      : `port write ${k} of 0x${v.toString(16)}: expected source byte ${i} (0x${want.toString(16)})`;
+  }
+  return v === BENCH_BYTE ? undefined : `port write of 0x${v.toString(16)}`;
 }
 
 /**
@@ -422,6 +475,21 @@ export function v86WindowUnits(
       }
       // A window may end inside a REP INSB: whole units only, the rest counts in the next window.
       return perUnit(Math.round((b.reads - a.reads) / count.bytesPerUnit), count.insnsPerUnit);
+    }
+    case "port-out-bytes": {
+      problem = expectNo("MMIO writes", mmio);
+      if (problem !== undefined) return { problem };
+      if (writes === 0) return { problem: `no byte written (${insns} instructions retired)` };
+      // A window starts and ends inside a REP OUTSB: one REP of slack either side.
+      const reps = writes / count.bytesPerRep, k = count.insnsPerRep;
+      if (Math.abs(insns - k * reps) > 2 * k) {
+        return {
+          problem: `${insns} instructions retired for ${writes} bytes (${reps.toFixed(1)} REP OUTSBs): expected ${
+            (k * reps).toFixed(1)
+          } ± ${2 * k}`,
+        };
+      }
+      return { units: writes };
     }
     case "esi":
       problem = expectNo("port writes", writes) ?? expectNo("MMIO writes", mmio);
@@ -490,8 +558,8 @@ async function openLoop(
     const note = (what: string) => c.bad.length < 4 && c.bad.push(what);
     const cpu = emulator.v86.cpu;
     cpu.io.register_write(BENCH_PORT, {}, (v: number) => {
-      c.writes++;
-      if (v !== BENCH_BYTE) note(`port write of 0x${v.toString(16)}`);
+      const bad = v86PortWriteProblem(loop.count, c.writes++, v);
+      if (bad !== undefined) note(bad);
     });
     const stream = loop.count.kind === "port-in-bytes";
     cpu.io.register_read(BENCH_PORT, {}, () => {

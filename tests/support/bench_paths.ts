@@ -18,8 +18,8 @@ export function benchPath(id: string): BenchPath {
 
 /**
  * A short real run of a process peer (QEMU, Bochs) on the io-in, string-in,
- * mmio-read, in-kernel CPUID and RDMSR paths: one row each, in the peer's
- * order, compared with its kvmsim path, at a plausible rate.
+ * string-out, mmio-read, in-kernel CPUID and RDMSR paths: one row each, in
+ * the peer's order, compared with its kvmsim path, at a plausible rate.
  */
 export async function assertProcessPeerExtraRows(peer: Peer): Promise<void> {
   const out = await runPeerAlone(peer, {
@@ -29,6 +29,7 @@ export async function assertProcessPeerExtraRows(peer: Peer): Promise<void> {
     paths: [
       benchPath("io-in/switch"),
       benchPath("string-in/switch"),
+      benchPath("string-out/switch"),
       benchPath("mmio-read/switch"),
       benchPath("cpuid-inkernel/budget"),
       benchPath("msr-inkernel/budget"),
@@ -38,6 +39,7 @@ export async function assertProcessPeerExtraRows(peer: Peer): Promise<void> {
   if (out.kind !== "rows") return;
   assert.deepEqual(out.rows.map((r) => [r.path, r.unit, r.compared_to]), [
     ["string-in/unassigned-port", "exits", "string-in/switch"],
+    ["string-out/unassigned-port", "exits", "string-out/switch"],
     ["cpuid-inkernel/loop", "exits", "cpuid-inkernel/budget"],
     ["msr-inkernel/loop", "exits", "msr-inkernel/budget"],
     ["io-in/unassigned-port", "exits", "io-in/switch"],
