@@ -96,6 +96,7 @@ export function jitRun(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g
     return 0;
   }
   const r = call_indirect<i32>(<u32>idx, ip, <i32>host, m64 ? 1 : 0, avail, budget, g, <i32>pr, <i32>pw, S + VS_TLB);
+  if (jitDrop) { jitDrop = false; store<i32>(e + JIT_INDEX, -1); } // interpreted from now on (jitRdmsr)
   if (r < 0) { // stale: the code changed (or the window shrank); count afresh
     store<i32>(e + JIT_INDEX, 0);
     store<u32>(e + JIT_COUNT, 0);
@@ -114,4 +115,13 @@ export function jitCpuid(eax: u32, ecx: u32): void { cpuidLookup(eax, ecx); }
  * msrPeek): 1 with the value in msrValue; 0 (nothing done) otherwise, and the block leaves
  * before the RDMSR for the interpreter to run it (#GP, a user-space exit, the TSC).
  */
-export function jitRdmsr(index: u32): i32 { return cpl() == 0 && msrPeek(index) ? 1 : 0; }
+export function jitRdmsr(index: u32): i32 {
+  if (cpl() == 0 && msrPeek(index)) return 1;
+  // The interpreter will run this RDMSR (an exit, a #GP, the TSC): a block that leaves at
+  // it every time costs more than it saves, so jitRun drops the translation.
+  jitDrop = true;
+  return 0;
+}
+
+/** Set by a helper whose instruction the block cannot run: jitRun marks the block not translatable. */
+let jitDrop: bool = false;
