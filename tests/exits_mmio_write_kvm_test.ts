@@ -114,7 +114,8 @@ const CASES: Case[] = [
   },
   {
     name: "stale mmio.data bytes: a qword write, a byte write, a read answered, a word write",
-    asm: "mov rbx, MMIO\nmov rax, -1\nmov [rbx], rax\nw1: mov byte [rbx], 5\nw2: mov eax, [rbx]\nmov word [rbx], 7\nw3: hlt",
+    asm:
+      "mov rbx, MMIO\nmov rax, -1\nmov [rbx], rax\nw1: mov byte [rbx], 5\nw2: mov eax, [rbx]\nmov word [rbx], 7\nw3: hlt",
     writeRips: ["w1", "w2", "w3"],
   },
 ];
@@ -190,7 +191,9 @@ function tableMismatches(c: Case, exits: ExitRec[]): string[] {
   const out: string[] = [];
   if (got.length !== want.length) out.push(`${got.length} write exits, expected ${want.length}`);
   for (let i = 0; i < Math.min(got.length, want.length); i++) {
-    if (got[i] !== want[i]) out.push(`write exit ${i}: rip ${hex(got[i])}, expected ${hex(want[i])} (${c.writeRips[i]})`);
+    if (got[i] !== want[i]) {
+      out.push(`write exit ${i}: rip ${hex(got[i])}, expected ${hex(want[i])} (${c.writeRips[i]})`);
+    }
   }
   if (exits.at(-1)?.reason !== "hlt") out.push(`ends in ${exits.at(-1)?.reason}, expected hlt`);
   return out;
@@ -248,7 +251,9 @@ Deno.test({
           vcpu.immediateExit = true;
           out.push(
             e.reason === "mmio"
-              ? `mmio ${e.isWrite ? "w" : "r"} 0x${e.physAddr.toString(16)}+${e.len} rip 0x${vcpu.getRegs().rip.toString(16)}`
+              ? `mmio ${e.isWrite ? "w" : "r"} 0x${e.physAddr.toString(16)}+${e.len} rip 0x${
+                vcpu.getRegs().rip.toString(16)
+              }`
               : e.reason,
           );
         }

@@ -292,8 +292,11 @@ export class CoalescedRing {
       const e = W_ENTRIES + f * W_ENTRY;
       const lo = w[e + W_ADDR]!, hi = w[e + W_ADDR + 1]!, len = w[e + W_LEN]!, pio = w[e + W_PIO]!;
       if (len < 1 || len > DATA_MAX || pio > 1 || hi >= 0x200000) {
-        return [k, `entry ${f}: phys_addr 0x${(hi * 2 ** 32 + lo).toString(16)} len ${len} pio ${pio}: ` +
-          `expected len 1..${DATA_MAX}, pio 0 or 1, phys_addr below 2^53`];
+        return [
+          k,
+          `entry ${f}: phys_addr 0x${(hi * 2 ** 32 + lo).toString(16)} len ${len} pio ${pio}: ` +
+          `expected len 1..${DATA_MAX}, pio 0 or 1, phys_addr below 2^53`,
+        ];
       }
       this.#addr[k] = hi * 4294967296 + lo;
       this.#len[k] = len;
