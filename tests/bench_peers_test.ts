@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { PATHS, STRING_OUT_SOURCE } from "../bench/paths.ts";
-import { KVM_RAW_SKIP, kvmPeer } from "../bench/peers/kvm.ts";
+import { KVM_MSR_INKERNEL_SKIP, KVM_RAW_SKIP, kvmPeer } from "../bench/peers/kvm.ts";
+import { CPUID_CHUNK, type CpuidLoopRegs, cpuidWindowProblem } from "../bench/peers/kvm_cpuid_cpl3.ts";
 import { parsePeerList, type Peer, PEER_NAMES, splitPeersOption } from "../bench/peers/peer.ts";
 import { pairingOf, runPeerAlone } from "../bench/peers/pairing.ts";
 import {
@@ -107,12 +108,68 @@ Deno.test("kvm peer: the coalesced paths with a real KVM_REGISTER_COALESCED_MMIO
   }
 });
 
-Deno.test("kvm plan: rows for the exit paths, a note naming each path it leaves out", () => {
-  const plan = kvmPeer.plan([benchPath("raw/dec-jnz"), benchPath("io-out/switch"), benchPath("cpuid-inkernel/budget")]);
-  assert.deepEqual(plan.loops.map((l) => [l.spec.path, l.spec.compared_to]), [["io-out/switch", "io-out/switch"]]);
-  assert.deepEqual(plan.notes.length, 2);
-  assert.equal(plan.notes[0], `raw/dec-jnz not run on kvm: ${KVM_RAW_SKIP}`);
-  assert.match(plan.notes[1]!, /^cpuid-inkernel\/budget not run on kvm: an in-kernel exit is counted by the/);
+Deno.test("kvm plan: rows for the exit paths and the CPL3 CPUID loop, a note naming each path it leaves out", () => {
+  const plan = kvmPeer.plan([
+    benchPath("raw/dec-jnz"),
+    benchPath("io-out/switch"),
+    benchPath("cpuid-inkernel/budget"),
+    benchPath("msr-inkernel/budget"),
+  ]);
+  assert.deepEqual(plan.loops.map((l) => [l.spec.path, l.spec.unit, l.spec.compared_to]), [
+    ["io-out/switch", "exits", "io-out/switch"],
+    ["cpuid-inkernel/cpl3-loop", "exits", "cpuid-inkernel/budget"],
+  ]);
+  assert.match(plan.loops[1]!.spec.note!, /^loop at CPL3, as kvm_pvm emulates CPL0 code here;.*unit = one CPUID$/);
+  assert.deepEqual(plan.notes, [
+    `raw/dec-jnz not run on kvm: ${KVM_RAW_SKIP}`,
+    `msr-inkernel/budget not run on kvm: ${KVM_MSR_INKERNEL_SKIP}`,
+  ]);
+  assert.match(KVM_MSR_INKERNEL_SKIP, /^RDMSR at CPL3 raises #GP\(0\), and CPL0 guest code is emulated by kvm_pvm/);
+});
+
+Deno.test("kvm peer: cpuid-inkernel at CPL3 on /dev/kvm, CPUIDs counted by the guest — or skipped", async () => {
+  const lines: string[] = [];
+  const out = await runPeerAlone(kvmPeer, {
+    durationMs: 20,
+    runs: 1,
+    warmup: 0,
+    paths: [benchPath("cpuid-inkernel/budget")],
+    log: (l) => lines.push(l),
+  });
+  if (out.kind === "skipped") {
+    assert.match(out.reason, /\/dev\/kvm unusable: \S/);
+    return;
+  }
+  // Every window is checked (cpuidWindowProblem): RSI = exits × CPUID_CHUNK, a one-byte OUT per chunk.
+  assert.deepEqual(out.rows.map((r) => [r.path, r.unit, r.compared_to]), [[
+    "cpuid-inkernel/cpl3-loop",
+    "exits",
+    "cpuid-inkernel/budget",
+  ]]);
+  const r = out.rows[0]!;
+  checkRowShape(r, "kvm");
+  // A CPUID trap costs more than 10 ns and well under the 5 s watchdog of a 4096-CPUID chunk.
+  assert.ok("exits_per_s" in r && r.exits_per_s > 1e3 && r.exits_per_s < 1e8, JSON.stringify(r));
+  assert.ok(
+    lines.some((l) => /cpuid-inkernel\/cpl3-loop: CPUID\.0 at CPL3 returned EAX 0x[1-9a-f]/.test(l)),
+    lines.join("\n"),
+  );
+});
+
+Deno.test("kvm CPL3 CPUID window check: RSI, EDI, RIP and the max leaf", () => {
+  const after = 0x1020n, chunk = BigInt(CPUID_CHUNK);
+  const ok: CpuidLoopRegs = { rax: 0x1cn, rsi: 100n + 3n * chunk, rdi: 0n, rip: after };
+  assert.equal(cpuidWindowProblem(ok, 100n, 3, after, undefined), undefined);
+  assert.equal(cpuidWindowProblem(ok, 100n, 3, after, 0x1cn), undefined);
+  assert.equal(
+    cpuidWindowProblem(ok, 100n, 2, after, undefined),
+    `RSI advanced by ${3n * chunk} over 2 exits: expected ${2n * chunk}`,
+  );
+  assert.equal(cpuidWindowProblem(ok, 100n, 0, after, undefined), "0 exits in a window: expected at least 1");
+  assert.match(cpuidWindowProblem({ ...ok, rdi: 5n }, 100n, 3, after, undefined)!, /^EDI 5 at the exit/);
+  assert.match(cpuidWindowProblem({ ...ok, rip: 0x101en }, 100n, 3, after, undefined)!, /^RIP 0x101e at the exit/);
+  assert.match(cpuidWindowProblem({ ...ok, rax: 0n }, 100n, 3, after, undefined)!, /^EAX 0 after CPUID/);
+  assert.match(cpuidWindowProblem(ok, 100n, 3, after, 0xdn)!, /^EAX 0x1c after CPUID leaf 0: earlier windows saw 0xd$/);
 });
 
 Deno.test("v86 peer: io-out and raw rows of the result shape — or skipped with a reason", {

@@ -8,8 +8,10 @@
  * /dev/kvm is kvm_pvm, which runs CPL0 guest code through KVM's instruction
  * emulator, ~1.4 µs per instruction, /work/shared/spec/perf_anchors.md §0: a
  * CPL0 raw rate is an emulator figure, not a hardware one), the in-kernel
- * paths (counted by the instruction budget) and INT3 debug exits (not
- * emulated at CPL0 here). String IO in is the REP INSB path: KVM's
+ * RDMSR path (RDMSR at CPL3 raises #GP(0), and at CPL0 the loop would time
+ * the emulator) and INT3 debug exits (not emulated at CPL0 here). The
+ * in-kernel CPUID path has its own loop at CPL3, counted by the guest
+ * (bench/peers/kvm_cpuid_cpl3.ts). String IO in is the REP INSB path: KVM's
  * pio_in_emulated reads ahead up to a page edge / 1024 bytes, so a 16-byte
  * REP INSB is one exit of count 16 on KVM as on kvmsim (its switch loop
  * checks the count of every exit). String IO out is REP OUTSB: KVM's
@@ -35,6 +37,7 @@ import { type BenchPath, LOAD, type Sink } from "../paths.ts";
 import type { PeerRowSpec } from "../report.ts";
 import { ratePerSecond } from "../stats.ts";
 import { runUntilStep, stringInVerify, stringOutVerify, switchStep } from "../run_path.ts";
+import { kvmCpuidCpl3Loop } from "./kvm_cpuid_cpl3.ts";
 import { type Peer, PeerCheckError, type PeerLoop, type PeerSampler } from "./peer.ts";
 
 /** Why the raw paths have no kvm row. */
@@ -159,9 +162,24 @@ export function kvmLoop(p: BenchPath): PeerLoop {
   };
 }
 
+/** Why msr-inkernel/budget has no kvm row. */
+export const KVM_MSR_INKERNEL_SKIP =
+  "RDMSR at CPL3 raises #GP(0), and CPL0 guest code is emulated by kvm_pvm on this host (the rate would be the emulator's)";
+
+/** kvmsim paths whose kvm row is a loop of its own (not the path's code at CPL0). */
+const KVM_PATH_LOOPS: Readonly<Record<string, () => PeerLoop>> = {
+  "cpuid-inkernel/budget": kvmCpuidCpl3Loop,
+};
+
+/** Why a path has no kvm row, by path id (ahead of {@link KVM_SKIPS}). */
+const KVM_PATH_SKIPS: Readonly<Record<string, string>> = {
+  "msr-inkernel/budget": KVM_MSR_INKERNEL_SKIP,
+};
+
 /** Why a handler kind has no kvm row (logged; every other kind outside KVM_HANDLERS is "no kvm loop yet"). */
 const KVM_SKIPS: Readonly<Record<string, string>> = {
-  "in-kernel": "an in-kernel exit is counted by the instruction budget, which KVM does not have",
+  "in-kernel":
+    "no CPL3 loop for this in-kernel path (its budget loop would run at CPL0, which kvm_pvm emulates on this host)",
   "debug-sw-bp":
     "kvm_pvm's emulator does not emulate INT3 at CPL0 here (KVM_EXIT_INTERNAL_ERROR; tests/conformance/kvm_divergences.ts)",
 };
@@ -189,11 +207,13 @@ export const kvmPeer: Peer = {
     const loops: PeerLoop[] = [];
     const notes: string[] = [];
     for (const p of paths) {
-      if (p.unit !== "exits" && p.handler.kind === "none") notes.push(`${p.path} not run on kvm: ${KVM_RAW_SKIP}`);
+      const own = KVM_PATH_LOOPS[p.path];
+      if (own !== undefined) loops.push(own());
+      else if (p.unit !== "exits" && p.handler.kind === "none") notes.push(`${p.path} not run on kvm: ${KVM_RAW_SKIP}`);
       else if (!KVM_HANDLERS.has(p.handler.kind)) {
-        notes.push(
-          `${p.path} not run on kvm: ${KVM_SKIPS[p.handler.kind] ?? `handler "${p.handler.kind}" has no kvm loop yet`}`,
-        );
+        const why = KVM_PATH_SKIPS[p.path] ?? KVM_SKIPS[p.handler.kind] ??
+          `handler "${p.handler.kind}" has no kvm loop yet`;
+        notes.push(`${p.path} not run on kvm: ${why}`);
       } else loops.push(kvmLoop(p));
     }
     return { loops, notes };
