@@ -32,19 +32,16 @@
 import { assemble } from "../../src/asm/x86.ts";
 import type { BackendVcpu, BackendVm } from "../../src/backends/front.ts";
 import { kvmUnavailableReason } from "../../src/backends/kvm/system.ts";
-import { createVmWithOneVcpu } from "../../src/x86/setup.ts";
 import { type BenchPath, LOAD, type Sink } from "../paths.ts";
 import type { PeerRowSpec } from "../report.ts";
 import { ratePerSecond } from "../stats.ts";
 import { runUntilStep, stringInVerify, stringOutVerify, switchStep } from "../run_path.ts";
 import { kvmCpuidCpl3Loop } from "./kvm_cpuid_cpl3.ts";
+import { openKvmLoopVm } from "./kvm_vm.ts";
 import { type Peer, PeerCheckError, type PeerLoop, type PeerSampler } from "./peer.ts";
 
 /** Why the raw paths have no kvm row. */
 export const KVM_RAW_SKIP = "CPL0 guest code is emulated by kvm_pvm on this host (~0.7 M instr/s), not comparable";
-
-/** Every KVM_RUN gets this watchdog, so a guest that runs away cannot hang the bench. */
-const RUN_TIMEOUT_MS = 5_000;
 
 /**
  * `step(n)` does n exits of path `p` on the KVM vCPU: bench/run_path.ts's own
@@ -133,18 +130,7 @@ export function kvmLoop(p: BenchPath): PeerLoop {
     open: (settings) =>
       new Promise<PeerSampler>((resolve) => {
         const { bytes } = assemble(p.asm, { bits: 64, origin: LOAD });
-        const { vm, vcpu } = createVmWithOneVcpu({
-          code: bytes,
-          load: LOAD,
-          backend: "kvm",
-          runTimeoutMs: RUN_TIMEOUT_MS,
-        });
-        let open = true;
-        const close = () => {
-          if (open) vm.close();
-          open = false;
-          return Promise.resolve();
-        };
+        const { vm, vcpu, close } = openKvmLoopVm(bytes);
         try {
           p.setup?.(vm, vcpu);
           const sink: Sink = { calls: 0, sum: 0 };

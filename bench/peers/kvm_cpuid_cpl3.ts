@@ -40,11 +40,11 @@ import { assemble } from "../../src/asm/x86.ts";
 import type { BackendVcpu } from "../../src/backends/front.ts";
 import { ioCount, ioIsOut, ioPort, ioSize } from "../../src/exits/decode.ts";
 import { defaultCpuid } from "../../src/x86/cpuid.ts";
-import { createVmWithOneVcpu } from "../../src/x86/setup.ts";
 import { BENCH_PORT, LOAD } from "../paths.ts";
 import type { PeerRowSpec } from "../report.ts";
 import { ratePerSecond } from "../stats.ts";
 import { enterRing3Long } from "./kvm_cpl3.ts";
+import { openKvmLoopVm } from "./kvm_vm.ts";
 import { PeerCheckError, type PeerLoop, type PeerSampler, type PeerSettings } from "./peer.ts";
 
 /** CPUIDs per user-space exit. */
@@ -52,8 +52,6 @@ export const CPUID_CHUNK = 4096;
 /** The kvmsim path this row is compared with. */
 export const CPUID_KVMSIM_PATH = "cpuid-inkernel/budget";
 const PATH = "cpuid-inkernel/cpl3-loop";
-/** Every KVM_RUN gets this watchdog (one chunk takes milliseconds). */
-const RUN_TIMEOUT_MS = 5_000;
 
 const ASM = `
   xor esi, esi
@@ -136,19 +134,7 @@ export function kvmCpuidCpl3Loop(): PeerLoop {
         const { bytes, labels } = assemble(ASM, { bits: 64, origin: LOAD });
         const table = defaultCpuid();
         const tableMaxLeaf = table.find((e) => e.function === 0)!.eax;
-        const { vm, vcpu, layout } = createVmWithOneVcpu({
-          code: bytes,
-          load: LOAD,
-          backend: "kvm",
-          runTimeoutMs: RUN_TIMEOUT_MS,
-          cpuid: table,
-        });
-        let open = true;
-        const close = () => {
-          if (open) vm.close();
-          open = false;
-          return Promise.resolve();
-        };
+        const { vm, vcpu, layout, close } = openKvmLoopVm(bytes, table);
         try {
           enterRing3Long(vm, vcpu, layout);
           const afterOut = BigInt(labels.get("done")!);
