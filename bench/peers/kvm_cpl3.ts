@@ -3,10 +3,8 @@
  * 64-bit CPL0 guest of createVmWithOneVcpu (src/x86/setup.ts, long mode)
  * into a 64-bit CPL3 one, as tests/conformance/cpl3_wrapper.ts does for its
  * snippets, without its exception capture:
- * - GDT entries 6/7 (selectors 0x33 / 0x3b): a 64-bit ring-3 code descriptor
- *   and a flat ring-3 data descriptor, GDTR limit 8 entries;
- * - the US bit in every page-directory entry (the PML4/PDPT entries of
- *   identityMapLow4G already have it);
+ * - src/x86/ring3.ts's ring-3 descriptors (GDT entries 6/7, GDTR limit 8
+ *   entries) and US bits in the identity map's page-directory entries;
  * - CS/SS/DS/ES switched to them through KVM_SET_SREGS, and RFLAGS with
  *   IOPL 3, so that OUT at CPL3 exits to user space (KVM_EXIT_IO) instead of
  *   raising #GP.
@@ -22,17 +20,11 @@
  * @module
  */
 import type { GuestVcpu, GuestVm } from "../../src/backends/types.ts";
-import { segmentDescriptor } from "../../src/x86/descriptors.ts";
-import { flatSegment } from "../../src/x86/regs.ts";
-import { type GuestLayout, LAYOUT } from "../../src/x86/setup.ts";
+import { installRing3Segments, RING3_GDT_LIMIT, userIdentityPages } from "../../src/x86/ring3.ts";
+import type { GuestLayout } from "../../src/x86/setup.ts";
 
-/** The ring-3 selectors (GDT entries 6 and 7, RPL 3). */
-export const USER_CS = 0x33, USER_DS = 0x3b;
 /** RFLAGS of the ring-3 loop: IOPL 3 and the always-one bit 1. */
 export const RING3_RFLAGS = (3n << 12n) | 2n;
-const PTE_US = 0x4n;
-/** Page-directory entries of identityMapLow4G: 4 PDs of 512 2 MiB pages. */
-const PDES = 4 * 512;
 
 /**
  * Put `vcpu` (set up in long mode by createVmWithOneVcpu, `layout` its
@@ -44,18 +36,14 @@ export function enterRing3Long(vm: GuestVm, vcpu: GuestVcpu, layout: GuestLayout
     throw new RangeError(`ring 3 setup: layout mode ${layout.mode}: expected a long-mode layout with a GDT`);
   }
   const gdt = layout.gdt;
-  const ucode = flatSegment(USER_CS, 0xb, { l: 1, db: 0, dpl: 3 });
-  const udata = flatSegment(USER_DS, 0x3, { dpl: 3 });
-  vm.write64(gdt + 8 * 6, segmentDescriptor(ucode));
-  vm.write64(gdt + 8 * 7, segmentDescriptor(udata));
-  const pd = layout.reservedBase + LAYOUT.pd;
-  for (let i = 0; i < PDES; i++) vm.write64(pd + 8 * i, vm.read64(pd + 8 * i) | PTE_US);
+  const { code, data } = installRing3Segments(vm, gdt, true);
+  userIdentityPages(vm, layout.reservedBase);
   vcpu.setSregs({
-    gdt: { base: BigInt(gdt), limit: 8 * 8 - 1 },
-    cs: ucode,
-    ss: udata,
-    ds: { ...udata },
-    es: { ...udata },
+    gdt: { base: BigInt(gdt), limit: RING3_GDT_LIMIT },
+    cs: code,
+    ss: data,
+    ds: { ...data },
+    es: { ...data },
   });
   vcpu.setRegs({ rflags: RING3_RFLAGS });
 }

@@ -54,8 +54,8 @@ import { assemble, createVmWithOneVcpu, type VcpuExit } from "../../mod.ts";
 import type { BackendName } from "../../src/backends/types.ts";
 import { releaseWatchdog } from "../../src/backends/kvm/mod.ts";
 import { idtGate32, idtGate64, segmentDescriptor, systemSegment } from "../../src/x86/descriptors.ts";
-import { flatSegment } from "../../src/x86/regs.ts";
 import { LAYOUT, SEL_CODE32, SEL_CODE64, SEL_DATA, SEL_TSS } from "../../src/x86/setup.ts";
+import { installRing3Segments, RING3_GDT_LIMIT, USER_CS, USER_DS, userIdentityPages } from "../../src/x86/ring3.ts";
 import { type ActualExit, bitsOf, ENV, type SnippetResult, summarize, summarizeAt } from "../snippets/run.ts";
 import { GPR_NAMES, type RegName, type Snippet } from "../snippets/types.ts";
 import { expectedExits, KVM_RUN_TIMEOUT_MS } from "./runner.ts";
@@ -70,7 +70,7 @@ export const CPL3_LAYOUT = {
   tss: 0x10000,
 } as const;
 
-export const USER_CS = 0x33, USER_DS = 0x3b;
+export { USER_CS, USER_DS } from "../../src/x86/ring3.ts";
 export type Cpl3Mode = "long" | "protected";
 export type IoPermission = "none" | "iopl" | "bitmap";
 export interface Cpl3Options {
@@ -139,13 +139,10 @@ export function runCpl3(backend: BackendName, s: Snippet, opts: Cpl3Options = {}
   });
   try {
     const base = layout.reservedBase, gdt = layout.gdt!, idt = layout.idt!;
-    const ucode = flatSegment(USER_CS, 0xb, s.mode === "long" ? { l: 1, db: 0, dpl: 3 } : { dpl: 3 });
-    const udata = flatSegment(USER_DS, 0x3, { dpl: 3 });
-    vm.write64(gdt + 8 * 6, segmentDescriptor(ucode));
-    vm.write64(gdt + 8 * 7, segmentDescriptor(udata));
+    const { code: ucode, data: udata } = installRing3Segments(vm, gdt, s.mode === "long");
     if (long) {
       const pd = base + LAYOUT.pd;
-      for (let i = 0; i < 4 * 512; i++) vm.write64(pd + 8 * i, vm.read64(pd + 8 * i) | 0x4n);
+      userIdentityPages(vm, base);
       for (const e of opts.pdes ?? []) {
         const at = pd + 8 * Math.floor(e.addr / (2 << 20));
         vm.write64(at, (vm.read64(at) & (e.and ?? ~0n)) | (e.or ?? 0n));
@@ -176,7 +173,7 @@ export function runCpl3(backend: BackendName, s: Snippet, opts: Cpl3Options = {}
       } else vm.write64(idt + 8 * v, idtGate32(at, SEL_CODE32, gateDpl));
     }
     vcpu.setSregs({
-      gdt: { base: BigInt(gdt), limit: 8 * 8 - 1 },
+      gdt: { base: BigInt(gdt), limit: RING3_GDT_LIMIT },
       tr,
       cs: ucode,
       ss: udata,
