@@ -7,7 +7,7 @@
 import {
   KVM_EXIT_INTR, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, KVM_PIO_PAGE_OFFSET, KVM_RUN_APIC_BASE, KVM_RUN_CR8, KVM_RUN_EXIT_REASON,
   KVM_RUN_FLAGS, KVM_RUN_HYPERCALL_RET, KVM_RUN_IF_FLAG, KVM_RUN_IMMEDIATE_EXIT, KVM_RUN_MMIO_DATA, KVM_RUN_MMIO_IS_WRITE, KVM_RUN_MSR_DATA,
-  KVM_RUN_MSR_ERROR, KVM_RUN_READY_FOR_INTERRUPT_INJECTION, PAGE_SIZE, REPLAY_ADDR, REPLAY_DATA, REPLAY_LEN, SEG_BASE,
+  KVM_RUN_MSR_ERROR, KVM_RUN_READY_FOR_INTERRUPT_INJECTION, PAGE_SIZE, SEG_BASE,
   VCPU_STATE_OFFSET, VMC_MEMSLOT_GEN,
   VM_CONTROL_BASE,
   VS_APIC_BASE, VS_CR8, VS_DIRTY, VS_EXC_ERROR_CODE, VS_EXC_HAS_ERROR, VS_EXC_NR, VS_EXC_PENDING, VS_EXITS,
@@ -25,8 +25,8 @@ import {
 } from "../x86/mem";
 import { setMaxPhyAddr } from "../x86/paging";
 import {
-  iterationDone, replayClear, replayCompleteLast, replayCount, replayEntry0, replayKeepQueued, replayLastLen,
-  replayMmioOnly, replayRewind, setReplayOnly,
+  iterationDone, keptAddr, keptData, keptLen, replayClear, replayCompleteLast, replayCount, replayKeepQueued,
+  replayLastLen, replayMmioOnly, replayRewind, setReplayOnly,
 } from "../x86/replay";
 import { PEND_PIO_IN_RAX } from "../x86/io";
 import { setInResult } from "../x86/sys_io";
@@ -271,8 +271,7 @@ function entrySlow(pf: u32): i32 {
   if (pf == PEND_MMIO_WRITE_NEXT) {
     // The second fragment of a split store that committed at its first fragment's exit.
     store<u32>(S + VS_PENDING_FLAGS, 0);
-    const e = replayEntry0();
-    mmioWriteExit(load<u64>(e + REPLAY_ADDR), <i32>load<u32>(e + REPLAY_LEN), load<u64>(e + REPLAY_DATA));
+    mmioWriteExit(keptAddr(), <i32>keptLen(), keptData());
     return finish(KVM_EXIT_MMIO);
   }
   if (mode == MODE_V86) { internalErrorEmulation(); return finishExit(); }

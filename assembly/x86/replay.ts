@@ -51,15 +51,19 @@ export function replayNext(kind: u32, addr: u64, len: u32): bool {
   return true;
 }
 
-/** Append a fragment (the access that is about to exit); false when the log is full. */
-export function replayAppend(kind: u32, addr: u64, len: u32, data: u64): bool {
-  const n = load<u32>(S + VS_REPLAY_COUNT);
-  if (n >= <u32>REPLAY_ENTRIES) return false;
-  const e = entry(n);
+/** Write fragment `e` of the log. */
+@inline function putEntry(e: usize, kind: u32, addr: u64, len: u32, data: u64): void {
   store<u64>(e + REPLAY_ADDR, addr);
   store<u64>(e + REPLAY_DATA, data);
   if (KL_PAIR) store<u64>(e + REPLAY_KIND, <u64>kind | (<u64>len << 32));
   else { store<u32>(e + REPLAY_KIND, kind); store<u32>(e + REPLAY_LEN, len); }
+}
+
+/** Append a fragment (the access that is about to exit); false when the log is full. */
+export function replayAppend(kind: u32, addr: u64, len: u32, data: u64): bool {
+  const n = load<u32>(S + VS_REPLAY_COUNT);
+  if (n >= <u32>REPLAY_ENTRIES) return false;
+  putEntry(entry(n), kind, addr, len, data);
   setCountPos(n + 1, n + 1);
   return true;
 }
@@ -128,21 +132,20 @@ export function replayQueue(addr: u64, len: u32, data: u64): void {
 
 /**
  * After a commit pass that committed: true when it held a fragment, which is then kept in
- * log entry 0 (the log itself stays empty) for the next run() to exit with (replayQueuedEntry).
+ * log entry 0 (the log itself stays empty) for the next run() to exit with (keptAddr,
+ * keptLen, keptData).
  */
 export function replayKeepQueued(): bool {
   if (!queued) return false;
   queued = false;
-  const e = entry(0);
-  store<u64>(e + REPLAY_ADDR, queuedAddr);
-  store<u64>(e + REPLAY_DATA, queuedData);
-  store<u32>(e + REPLAY_KIND, RK_MMIO_WRITE);
-  store<u32>(e + REPLAY_LEN, queuedLen);
+  putEntry(entry(0), RK_MMIO_WRITE, queuedAddr, queuedLen, queuedData);
   return true;
 }
 
-/** Log entry 0 (where replayKeepQueued left a fragment). */
-export function replayEntry0(): usize { return entry(0); }
+/** The fragment replayKeepQueued kept: its address, length and data. */
+export function keptAddr(): u64 { return load<u64>(entry(0) + REPLAY_ADDR); }
+export function keptLen(): u32 { return load<u32>(entry(0) + REPLAY_LEN); }
+export function keptData(): u64 { return load<u64>(entry(0) + REPLAY_DATA); }
 
 /** In the commit pass: stop the instruction (status ST_EXIT, as an exit leaves it) and answer true. */
 @inline export function replayStop(): bool {
