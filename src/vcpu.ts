@@ -13,8 +13,9 @@ import { field, layOut } from "./abi/layout.ts";
 import { GPR_NAMES, type GprName, MAX_VCPUS, VCPU_STATE } from "./abi/vcpu_state.ts";
 import { VCPU_STATE_OFFSET } from "./abi/memory_map.ts";
 import { exitReasonName, KVM_CONSTANTS as K } from "./abi/constants.ts";
-import { msrByIndex, MSRS } from "./abi/msrs.ts";
+import { MSRS } from "./abi/msrs.ts";
 import { InvalidArgumentError, NoSuchVcpuError, UnknownMsrError } from "./errors.ts";
+import { u64RecordCodec } from "./abi/u64_record.ts";
 import { decodeExit, exitReasonOf, immediateExit, KvmRun, setImmediateExit } from "./exits/decode.ts";
 import type { VcpuExit } from "./exits/exit.ts";
 import type { CoreExports } from "./wasm.ts";
@@ -45,7 +46,6 @@ const SEG_OFF = {
   avl: vs("seg_es.avl") - vs("seg_es"),
   unusable: vs("seg_es.unusable") - vs("seg_es"),
 };
-const SEG_BYTE_FIELDS = ["type", "present", "dpl", "db", "s", "l", "g", "avl", "unusable"] as const;
 const SREG_TO_STATE: Record<(typeof SREGS_SEGMENTS)[number], string> = {
   cs: "seg_cs",
   ds: "seg_ds",
@@ -57,10 +57,46 @@ const SREG_TO_STATE: Record<(typeof SREGS_SEGMENTS)[number], string> = {
   ldt: "seg_ldtr",
 };
 const GPR = vs("gpr");
-/** State-block offset of each kvm_regs field, in KVM_REGS_NAMES order. */
-const REG_OFFSETS: readonly number[] = KVM_REGS_NAMES.map((n) =>
-  n === "rip" || n === "rflags" ? vs(n) : GPR + 8 * GPR_NAMES.indexOf(n as GprName)
+/** KVM_GET_REGS / KVM_SET_REGS over the state block: each kvm_regs field at its state-block offset. */
+const REGS = u64RecordCodec<keyof KvmRegs>(
+  KVM_REGS_NAMES.map((n) =>
+    [n, n === "rip" || n === "rflags" ? vs(n) : GPR + 8 * GPR_NAMES.indexOf(n as GprName)] as const
+  ),
 );
+/** State-block offsets the register ioctls use, looked up once. */
+const O = {
+  vcpuId: vs("vcpu_id"),
+  gdtBase: vs("gdt.base"),
+  gdtLimit: vs("gdt.limit"),
+  idtBase: vs("idt.base"),
+  idtLimit: vs("idt.limit"),
+  cr0: vs("cr0"),
+  cr2: vs("cr2"),
+  cr3: vs("cr3"),
+  cr4: vs("cr4"),
+  cr8: vs("cr8"),
+  efer: vs("efer"),
+  apicBase: vs("apic_base"),
+  dr: vs("dr"),
+  xcr0: vs("xcr0"),
+  mpState: vs("mp_state"),
+  excPending: vs("exc_pending"),
+  excNr: vs("exc_nr"),
+  excHasError: vs("exc_has_error"),
+  excErrorCode: vs("exc_error_code"),
+  interruptShadow: vs("interrupt_shadow"),
+  nmiPending: vs("nmi_pending"),
+  nmiMasked: vs("nmi_masked"),
+  tripleFaultPending: vs("triple_fault_pending"),
+  guestDebugControl: vs("guest_debug_control"),
+  guestDebugDr: vs("guest_debug_dr"),
+} as const;
+/** State-block offset of each kvm_sregs segment. */
+const SEG_AT = Object.fromEntries(
+  SREGS_SEGMENTS.map((n) => [n, vs(SREG_TO_STATE[n])]),
+) as Record<(typeof SREGS_SEGMENTS)[number], number>;
+/** State-block offset of the field behind each in-kernel MSR (src/abi/msrs.ts), by index. */
+const MSR_AT = new Map(MSRS.map((m) => [m.index, vs(m.field)]));
 const DIRTY = vs("dirty");
 /**
  * `vcpu_state.dirty` bits (docs/core-contract.md "State ownership"): STATE for any write
@@ -99,6 +135,11 @@ export interface VcpuHost {
 /** Default instructions per `run()` before KVM_EXIT_INTR (the core takes an i32). */
 export const DEFAULT_BUDGET = 1 << 24;
 
+/** setRegs' error for a field that is not a bigint. */
+function badReg(name: keyof KvmRegs, v: unknown): never {
+  throw new InvalidArgumentError(`regs.${name}`, `${String(v)}: expected a bigint`);
+}
+
 const h = (v: bigint | number, w = 16) => `0x${v.toString(16).padStart(w, "0")}`;
 
 export class Vcpu {
@@ -112,6 +153,7 @@ export class Vcpu {
   #budget = DEFAULT_BUDGET;
   readonly #dv: DataView;
   readonly #u8: Uint8Array;
+  readonly #u64: BigUint64Array;
   #removed = false;
 
   constructor(readonly host: VcpuHost, readonly id: number, readonly block: number, runBase: number) {
@@ -120,7 +162,8 @@ export class Vcpu {
     this.kvmRun = new KvmRun(host.buffer, runBase);
     this.#dv = new DataView(host.buffer);
     this.#u8 = new Uint8Array(host.buffer);
-    this.#dv.setUint32(this.stateBase + vs("vcpu_id"), id, true);
+    this.#u64 = new BigUint64Array(host.buffer, 0, host.buffer.byteLength >>> 3);
+    this.#dv.setUint32(this.stateBase + O.vcpuId, id, true);
   }
 
   get budget(): number {
@@ -191,8 +234,8 @@ export class Vcpu {
     return this.#get64(vs(path));
   }
 
-  #getSeg(name: string): KvmSegment {
-    const b = this.stateBase + vs(name);
+  #getSeg(at: number): KvmSegment {
+    const b = this.stateBase + at;
     const u8 = this.#u8;
     return {
       base: this.#dv.getBigUint64(b + SEG_OFF.base, true),
@@ -209,13 +252,22 @@ export class Vcpu {
       unusable: u8[b + SEG_OFF.unusable]!,
     };
   }
-  #setSeg(name: string, s: KvmSegment): void {
-    const b = this.stateBase + vs(name);
-    this.#u8.fill(0, b, b + SEG_SIZE);
+  #setSeg(at: number, s: KvmSegment): void {
+    const b = this.stateBase + at;
+    const u8 = this.#u8;
+    u8.fill(0, b, b + SEG_SIZE);
     this.#dv.setBigUint64(b + SEG_OFF.base, BigInt.asUintN(64, s.base), true);
     this.#dv.setUint32(b + SEG_OFF.limit, s.limit >>> 0, true);
     this.#dv.setUint16(b + SEG_OFF.selector, s.selector & 0xffff, true);
-    for (const f of SEG_BYTE_FIELDS) this.#u8[b + SEG_OFF[f]] = s[f] & 0xff;
+    u8[b + SEG_OFF.type] = s.type;
+    u8[b + SEG_OFF.present] = s.present;
+    u8[b + SEG_OFF.dpl] = s.dpl;
+    u8[b + SEG_OFF.db] = s.db;
+    u8[b + SEG_OFF.s] = s.s;
+    u8[b + SEG_OFF.l] = s.l;
+    u8[b + SEG_OFF.g] = s.g;
+    u8[b + SEG_OFF.avl] = s.avl;
+    u8[b + SEG_OFF.unusable] = s.unusable;
   }
 
   // ---- KVM_GET/SET_REGS ----
@@ -223,21 +275,13 @@ export class Vcpu {
   /** KVM_GET_REGS. */
   getRegs(): KvmRegs {
     this.#live();
-    const r = {} as KvmRegs;
-    for (let i = 0; i < KVM_REGS_NAMES.length; i++) r[KVM_REGS_NAMES[i]!] = this.#get64(REG_OFFSETS[i]!);
-    return r;
+    return REGS.read(this.#u64, this.stateBase);
   }
 
   /** KVM_SET_REGS; fields left out keep their value. */
   setRegs(regs: Partial<KvmRegs>): void {
     this.#live();
-    for (let i = 0; i < KVM_REGS_NAMES.length; i++) {
-      const n = KVM_REGS_NAMES[i]!;
-      const v = regs[n];
-      if (v === undefined) continue;
-      if (typeof v !== "bigint") throw new InvalidArgumentError(`regs.${n}`, `${String(v)}: expected a bigint`);
-      this.#set64(REG_OFFSETS[i]!, v);
-    }
+    REGS.write(this.#u64, this.stateBase, regs, badReg);
     this.#markDirty(DIRTY_REGS);
   }
 
@@ -246,29 +290,25 @@ export class Vcpu {
   /** KVM_GET_SREGS. */
   getSregs(): KvmSregs {
     this.#live();
-    const seg = (n: (typeof SREGS_SEGMENTS)[number]) => this.#getSeg(SREG_TO_STATE[n]);
-    const dt = (n: string) => ({
-      base: this.#get64(vs(`${n}.base`)),
-      limit: this.#dv.getUint16(this.stateBase + vs(`${n}.limit`), true),
-    });
+    const dv = this.#dv, b = this.stateBase;
     return {
-      cs: seg("cs"),
-      ds: seg("ds"),
-      es: seg("es"),
-      fs: seg("fs"),
-      gs: seg("gs"),
-      ss: seg("ss"),
-      tr: seg("tr"),
-      ldt: seg("ldt"),
-      gdt: dt("gdt"),
-      idt: dt("idt"),
-      cr0: this.#get64(vs("cr0")),
-      cr2: this.#get64(vs("cr2")),
-      cr3: this.#get64(vs("cr3")),
-      cr4: this.#get64(vs("cr4")),
-      cr8: this.#get64(vs("cr8")),
-      efer: this.#get64(vs("efer")),
-      apic_base: this.#get64(vs("apic_base")),
+      cs: this.#getSeg(SEG_AT.cs),
+      ds: this.#getSeg(SEG_AT.ds),
+      es: this.#getSeg(SEG_AT.es),
+      fs: this.#getSeg(SEG_AT.fs),
+      gs: this.#getSeg(SEG_AT.gs),
+      ss: this.#getSeg(SEG_AT.ss),
+      tr: this.#getSeg(SEG_AT.tr),
+      ldt: this.#getSeg(SEG_AT.ldt),
+      gdt: { base: this.#get64(O.gdtBase), limit: dv.getUint16(b + O.gdtLimit, true) },
+      idt: { base: this.#get64(O.idtBase), limit: dv.getUint16(b + O.idtLimit, true) },
+      cr0: this.#get64(O.cr0),
+      cr2: this.#get64(O.cr2),
+      cr3: this.#get64(O.cr3),
+      cr4: this.#get64(O.cr4),
+      cr8: this.#get64(O.cr8),
+      efer: this.#get64(O.efer),
+      apic_base: this.#get64(O.apicBase),
       interrupt_bitmap: [0n, 0n, 0n, 0n],
     };
   }
@@ -276,48 +316,56 @@ export class Vcpu {
   /** KVM_SET_SREGS; fields left out keep their value. A pending-interrupt bit is rejected (no interrupt injection). */
   setSregs(sregs: Partial<KvmSregs>): void {
     this.#live();
-    for (const n of SREGS_SEGMENTS) {
-      const s = sregs[n];
-      if (s) this.#setSeg(SREG_TO_STATE[n], s);
-    }
-    for (const n of ["gdt", "idt"] as const) {
-      const d = sregs[n];
-      if (!d) continue;
-      this.#set64(vs(`${n}.base`), d.base);
-      this.#dv.setUint16(this.stateBase + vs(`${n}.limit`), d.limit & 0xffff, true);
-    }
-    for (const n of ["cr0", "cr2", "cr3", "cr4", "cr8", "efer", "apic_base"] as const) {
-      const v = sregs[n];
-      if (v !== undefined) this.#set64(vs(n), v);
-    }
+    // Checked before anything is written.
     if (sregs.interrupt_bitmap?.some((w) => w !== 0n)) {
       throw new InvalidArgumentError(
         "sregs.interrupt_bitmap",
         "kvmsim cannot inject external interrupts: expected all zero",
       );
     }
+    for (const n of SREGS_SEGMENTS) {
+      const seg = sregs[n];
+      if (seg) this.#setSeg(SEG_AT[n], seg);
+    }
+    const dv = this.#dv, b = this.stateBase;
+    if (sregs.gdt) {
+      this.#set64(O.gdtBase, sregs.gdt.base);
+      dv.setUint16(b + O.gdtLimit, sregs.gdt.limit & 0xffff, true);
+    }
+    if (sregs.idt) {
+      this.#set64(O.idtBase, sregs.idt.base);
+      dv.setUint16(b + O.idtLimit, sregs.idt.limit & 0xffff, true);
+    }
+    if (sregs.cr0 !== undefined) this.#set64(O.cr0, sregs.cr0);
+    if (sregs.cr2 !== undefined) this.#set64(O.cr2, sregs.cr2);
+    if (sregs.cr3 !== undefined) this.#set64(O.cr3, sregs.cr3);
+    if (sregs.cr4 !== undefined) this.#set64(O.cr4, sregs.cr4);
+    if (sregs.cr8 !== undefined) this.#set64(O.cr8, sregs.cr8);
+    if (sregs.efer !== undefined) this.#set64(O.efer, sregs.efer);
+    if (sregs.apic_base !== undefined) this.#set64(O.apicBase, sregs.apic_base);
     this.#markDirty(DIRTY_STATE);
   }
 
   // ---- KVM_GET/SET_MSRS ----
 
-  #msrDef(index: number) {
-    const def = msrByIndex(index);
-    if (!def) throw new UnknownMsrError(index, MSRS.map((m) => `${m.name}=0x${m.index.toString(16)}`));
-    return def;
+  /** State-block offset of in-kernel MSR `index`; UnknownMsrError if it is not one. */
+  #msrAt(index: number): number {
+    const at = MSR_AT.get(index >>> 0);
+    if (at === undefined) throw new UnknownMsrError(index, MSRS.map((m) => `${m.name}=0x${m.index.toString(16)}`));
+    return at;
   }
 
   /** KVM_GET_MSRS for `indices` (in-kernel MSR table, src/abi/msrs.ts). */
   getMsrs(indices: readonly number[]): MsrEntry[] {
     this.#live();
-    return indices.map((index) => ({ index, data: this.#get64(vs(this.#msrDef(index).field)) }));
+    return indices.map((index) => ({ index, data: this.#get64(this.#msrAt(index)) }));
   }
 
   /** KVM_SET_MSRS. All indices are checked before anything is written. */
   setMsrs(entries: readonly MsrEntry[]): void {
     this.#live();
-    const defs = entries.map((e) => this.#msrDef(e.index));
-    entries.forEach((e, i) => this.#set64(vs(defs[i]!.field), e.data));
+    const at = entries.map((e) => this.#msrAt(e.index));
+    entries.forEach((e, i) => this.#set64(at[i]!, e.data));
     this.#markDirty(DIRTY_STATE);
   }
 
@@ -335,25 +383,25 @@ export class Vcpu {
   /** KVM_GET_DEBUGREGS. */
   getDebugRegs(): KvmDebugRegs {
     this.#live();
-    const dr = (i: number) => this.#get64(vs("dr") + 8 * i);
+    const dr = (i: number) => this.#get64(O.dr + 8 * i);
     return { db: [dr(0), dr(1), dr(2), dr(3)], dr6: dr(6), dr7: dr(7) };
   }
   /** KVM_SET_DEBUGREGS. */
   setDebugRegs(d: Partial<KvmDebugRegs>): void {
     this.#live();
-    d.db?.forEach((v, i) => this.#set64(vs("dr") + 8 * i, v));
-    if (d.dr6 !== undefined) this.#set64(vs("dr") + 48, d.dr6);
-    if (d.dr7 !== undefined) this.#set64(vs("dr") + 56, d.dr7);
+    d.db?.forEach((v, i) => this.#set64(O.dr + 8 * i, v));
+    if (d.dr6 !== undefined) this.#set64(O.dr + 48, d.dr6);
+    if (d.dr7 !== undefined) this.#set64(O.dr + 56, d.dr7);
     this.#markDirty(DIRTY_STATE);
   }
   /** KVM_GET_XCRS (XCR0 only). */
   getXcr0(): bigint {
-    return this.#get64(vs("xcr0"));
+    return this.#get64(O.xcr0);
   }
   /** KVM_SET_XCRS (XCR0 only; bit 0, x87, must be set). */
   setXcr0(v: bigint): void {
     if ((v & 1n) === 0n) throw new InvalidArgumentError("xcr0", `0x${v.toString(16)}: expected bit 0 (x87) set`);
-    this.#set64(vs("xcr0"), v);
+    this.#set64(O.xcr0, v);
     this.#markDirty(DIRTY_STATE);
   }
 
@@ -362,7 +410,7 @@ export class Vcpu {
   /** KVM_GET_MP_STATE (KVM_MP_STATE_*). */
   getMpState(): number {
     this.#live();
-    return this.#dv.getUint32(this.stateBase + vs("mp_state"), true);
+    return this.#dv.getUint32(this.stateBase + O.mpState, true);
   }
   /** KVM_SET_MP_STATE: RUNNABLE, UNINITIALIZED, INIT_RECEIVED or HALTED. */
   setMpState(state: number): void {
@@ -373,32 +421,32 @@ export class Vcpu {
         `${state}: expected KVM_MP_STATE_RUNNABLE (0) … KVM_MP_STATE_HALTED (3)`,
       );
     }
-    this.#dv.setUint32(this.stateBase + vs("mp_state"), state, true);
+    this.#dv.setUint32(this.stateBase + O.mpState, state, true);
     this.#markDirty(DIRTY_STATE);
   }
 
   /** KVM_GET_VCPU_EVENTS (without KVM_CAP_EXCEPTION_PAYLOAD a pending exception reads as injected). */
   getEvents(): KvmVcpuEvents {
     this.#live();
-    const b = (p: string) => this.#u8[this.stateBase + vs(p)]!;
+    const u8 = this.#u8, b = this.stateBase;
     return {
       exception: {
-        injected: b("exc_pending"),
-        nr: b("exc_nr"),
-        has_error_code: b("exc_has_error"),
+        injected: u8[b + O.excPending]!,
+        nr: u8[b + O.excNr]!,
+        has_error_code: u8[b + O.excHasError]!,
         pending: 0,
-        error_code: this.#dv.getUint32(this.stateBase + vs("exc_error_code"), true),
+        error_code: this.#dv.getUint32(b + O.excErrorCode, true),
       },
-      interrupt: { injected: 0, nr: 0, soft: 0, shadow: b("interrupt_shadow") },
-      nmi: { injected: 0, pending: b("nmi_pending"), masked: b("nmi_masked") },
-      triple_fault: { pending: b("triple_fault_pending") },
+      interrupt: { injected: 0, nr: 0, soft: 0, shadow: u8[b + O.interruptShadow]! },
+      nmi: { injected: 0, pending: u8[b + O.nmiPending]!, masked: u8[b + O.nmiMasked]! },
+      triple_fault: { pending: u8[b + O.tripleFaultPending]! },
     };
   }
 
   /** KVM_SET_VCPU_EVENTS; sections left out keep their value. Interrupt/NMI injection is rejected. */
   setEvents(ev: Partial<KvmVcpuEvents>): void {
     this.#live();
-    const set8 = (p: string, v: number) => (this.#u8[this.stateBase + vs(p)] = v & 0xff);
+    const set8 = (at: number, v: number) => (this.#u8[this.stateBase + at] = v & 0xff);
     if (ev.interrupt?.injected) {
       throw new InvalidArgumentError(
         "events.interrupt.injected",
@@ -413,17 +461,17 @@ export class Vcpu {
       if (e.nr > 31) {
         throw new InvalidArgumentError("events.exception.nr", `${e.nr}: expected an exception vector 0-31`);
       }
-      set8("exc_pending", e.injected || e.pending ? 1 : 0);
-      set8("exc_nr", e.nr);
-      set8("exc_has_error", e.has_error_code);
-      this.#dv.setUint32(this.stateBase + vs("exc_error_code"), e.error_code >>> 0, true);
+      set8(O.excPending, e.injected || e.pending ? 1 : 0);
+      set8(O.excNr, e.nr);
+      set8(O.excHasError, e.has_error_code);
+      this.#dv.setUint32(this.stateBase + O.excErrorCode, e.error_code >>> 0, true);
     }
-    if (ev.interrupt) set8("interrupt_shadow", ev.interrupt.shadow);
+    if (ev.interrupt) set8(O.interruptShadow, ev.interrupt.shadow);
     if (ev.nmi) {
-      set8("nmi_pending", ev.nmi.pending);
-      set8("nmi_masked", ev.nmi.masked);
+      set8(O.nmiPending, ev.nmi.pending);
+      set8(O.nmiMasked, ev.nmi.masked);
     }
-    if (ev.triple_fault) set8("triple_fault_pending", ev.triple_fault.pending);
+    if (ev.triple_fault) set8(O.tripleFaultPending, ev.triple_fault.pending);
     this.#markDirty(DIRTY_STATE);
   }
 
@@ -442,8 +490,8 @@ export class Vcpu {
     if (regs.length > 8) {
       throw new InvalidArgumentError("guest debug debugreg", `${regs.length} entries: expected at most 8`);
     }
-    this.#dv.setUint32(this.stateBase + vs("guest_debug_control"), dbg.control >>> 0, true);
-    for (let i = 0; i < 8; i++) this.#set64(vs("guest_debug_dr") + 8 * i, regs[i] ?? 0n);
+    this.#dv.setUint32(this.stateBase + O.guestDebugControl, dbg.control >>> 0, true);
+    for (let i = 0; i < 8; i++) this.#set64(O.guestDebugDr + 8 * i, regs[i] ?? 0n);
     this.#markDirty(DIRTY_STATE);
   }
 

@@ -8,6 +8,7 @@ import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { createVm } from "../src/vm.ts";
 import { InvalidArgumentError, NoSuchVcpuError, UnknownMsrError, VcpuExistsError } from "../src/errors.ts";
 import { CPUID_SIGNATURE, defaultCpuid, findCpuid, MAXPHYADDR } from "../src/x86/cpuid.ts";
+import { KVM_REGS_NAMES, type KvmRegs } from "../src/x86/regs.ts";
 
 const VS = layOut(VCPU_STATE);
 const VMC = layOut(VM_CONTROL);
@@ -54,6 +55,18 @@ Deno.test("setRegs()/getRegs() round-trip kvm_regs and set the dirty flag", () =
   v.setRegs({ rbx: 7n });
   assert.equal(vm.dv.getBigUint64(v.stateBase + field(VS, "gpr").offset + 3 * 8, true), 7n);
   assert.throws(() => v.setRegs({ rax: 1 as unknown as bigint }), InvalidArgumentError);
+  // Every field is checked before any is written: a bad one leaves all as they were.
+  const before = v.getRegs();
+  assert.throws(
+    () => v.setRegs({ rax: 5n, rip: "0x2000" as unknown as bigint }),
+    (e: Error) => e instanceof InvalidArgumentError && /regs\.rip/.test(e.message) && /0x2000/.test(e.message),
+  );
+  assert.deepEqual(v.getRegs(), before);
+  // The record has kvm_regs' fields in struct order, each a fresh bigint.
+  assert.deepEqual(Object.keys(before), [...KVM_REGS_NAMES]);
+  const all = Object.fromEntries(KVM_REGS_NAMES.map((n, i) => [n, BigInt(i + 1) << 40n])) as unknown as KvmRegs;
+  v.setRegs(all);
+  assert.deepEqual(v.getRegs(), all);
 });
 
 Deno.test("setSregs()/getSregs() round-trip segments, tables and control registers", () => {
@@ -79,6 +92,17 @@ Deno.test("setSregs()/getSregs() round-trip segments, tables and control registe
   assert.deepEqual([s.cr0, s.cr3, s.cr4, s.efer], [0x80010031n, 0x9000n, 0x20n, 0xd00n]);
   assert.equal(v.getMsr(0xc0000080), 0xd00n, "EFER is one state field");
   assert.throws(() => v.setSregs({ interrupt_bitmap: [1n, 0n, 0n, 0n] }), InvalidArgumentError);
+  // The rejected call wrote nothing, although it came with other fields.
+  assert.throws(() => v.setSregs({ cr3: 0x7000n, interrupt_bitmap: [0n, 0n, 2n, 0n] }), InvalidArgumentError);
+  assert.equal(v.getSregs().cr3, 0x9000n);
+  // Every segment, both tables and every control register round-trip.
+  const t = v.getSregs();
+  const segs = ["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"] as const;
+  segs.forEach((n, i) => (t[n] = { ...t[n], base: BigInt(i + 1) << 20n, selector: 0x10 + 8 * i, dpl: i & 3 }));
+  t.idt = { base: 0xabc000n, limit: 0xfff };
+  Object.assign(t, { cr2: 0x1234n, cr8: 3n, apic_base: 0xfee00900n });
+  v.setSregs(t);
+  assert.deepEqual(v.getSregs(), t);
 });
 
 Deno.test("MSRs: the in-kernel table, FS/GS base aliases, unknown index is a typed error", () => {

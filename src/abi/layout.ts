@@ -176,9 +176,22 @@ export function layOut(def: StructDef, arch: Arch = "x86_64"): LaidOut {
   return { name: def.name, arch, size: shape.size, align: shape.align, fields, padding };
 }
 
+/** Per layout, its fields by path (the first of equal paths, as a search in order finds). */
+const BY_PATH = new WeakMap<LaidOut, Map<string, Field>>();
+
+function pathIndex(l: LaidOut): Map<string, Field> {
+  let m = BY_PATH.get(l);
+  if (m === undefined) {
+    m = new Map();
+    for (const f of l.fields) if (!m.has(f.path)) m.set(f.path, f);
+    BY_PATH.set(l, m);
+  }
+  return m;
+}
+
 /** Find a field by dotted path; throws a descriptive error when absent. */
 export function field(l: LaidOut, path: string): Field {
-  const f = l.fields.find((x) => x.path === path);
+  const f = pathIndex(l).get(path);
   if (!f) {
     throw new RangeError(`struct ${l.name} has no field "${path}" (fields: ${l.fields.map((x) => x.path).join(", ")})`);
   }
