@@ -14,7 +14,9 @@ import assert from "node:assert/strict";
 import { ALU, CCS, EDGE, regOp, rng } from "./support/x86_gen.ts";
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { layOut, offsetOf } from "../src/abi/layout.ts";
-import { JIT_HOT_DEFAULT, JIT_NEVER, VCPU_STATE } from "../src/abi/vcpu_state.ts";
+import { JIT_ENTRIES, JIT_ENTRY, JIT_HOT_DEFAULT, JIT_NEVER, VCPU_STATE } from "../src/abi/vcpu_state.ts";
+import { drainCoalesced } from "../src/exits/coalesced.ts";
+import { ioPort, ioSingleData, ioSize } from "../src/exits/decode.ts";
 import { assemble } from "../src/asm/x86.ts";
 import { createVmWithOneVcpu, type GuestMode } from "../src/x86/setup.ts";
 import type { KvmRegs } from "../src/x86/regs.ts";
@@ -787,6 +789,107 @@ Deno.test("translated CPUID / RDMSR loops = interpreting: leaves, sub-leaves, in
       assert.equal(got[0]!.e, got[1]!.e, what);
       assert.deepEqual(got[0]!.s, got[1]!.s, what);
       if (budget > 100) assert.equal(got[0]!.compiled > 0, c.translated, `${what}: translated`);
+    }
+  }
+});
+
+/** The cache entry's translation index of loop head `ip` (-1: not translatable or dropped; 0: none yet). */
+function jitIndexOf({ vm, vcpu }: Run, ip: number): number {
+  const VS = layOut(VCPU_STATE), dv = new DataView(vm.memory.buffer);
+  const base = vcpu.stateBase + offsetOf(VS, "jit"), size = layOut(JIT_ENTRY).size;
+  for (let i = 0; i < JIT_ENTRIES; i++) {
+    const e = base + i * size;
+    if (dv.getBigUint64(e + offsetOf(layOut(JIT_ENTRY), "ip"), true) === BigInt(ip)) {
+      return dv.getInt32(e + offsetOf(layOut(JIT_ENTRY), "index"), true);
+    }
+  }
+  return 0;
+}
+
+Deno.test("translated OUT loops = interpreting: coalesced writes stay in the kernel, a full ring exits, an OUT no zone takes exits and drops the block", () => {
+  // 300 iterations, each an OUT imm8 of AL and an OUT DX of EAX; the loop head is `top`.
+  const src = (dxPort: number) => `
+    mov r8d, 300
+    mov edx, ${dxPort}
+    mov eax, 0x11223344
+  top:
+    out 0x80, al
+    add eax, 0x01010101
+    out dx, eax
+    add r9, rax
+    dec r8d
+    jnz top
+    hlt`;
+  const { bytes, labels } = assemble(src(0x84), { bits: 64, origin: LOAD });
+  const top = Number(labels.get("top")!);
+  const cases = [
+    {
+      name: "both ports coalesced",
+      dx: 0x84,
+      zones: [[0x80, 1], [0x84, 4]],
+      drainAtIntr: true,
+      dropped: false,
+      minExits: 0,
+    },
+    // 169 pending entries fill the ring: 600 writes with no drain in the loop give full-ring exits.
+    {
+      name: "both coalesced, ring drained only at exits",
+      dx: 0x84,
+      zones: [[0x80, 8]],
+      drainAtIntr: false,
+      dropped: false,
+      minExits: 3,
+    },
+    {
+      name: "OUT DX to a port no zone covers",
+      dx: 0x90,
+      zones: [[0x80, 1]],
+      drainAtIntr: true,
+      dropped: true,
+      minExits: 300,
+    },
+  ] as const;
+  for (const c of cases) {
+    const code = c.dx === 0x84 ? bytes : assemble(src(c.dx), { bits: 64, origin: LOAD }).bytes;
+    for (const budget of [1_000_000, 7, 13]) {
+      const got = pairOf(code).map((run) => {
+        for (const [addr, size] of c.zones) run.vm.registerCoalescedMmio({ addr, size, pio: true });
+        const ring = run.vm.coalescedRing();
+        const writes: string[] = [];
+        const sink = (pio: boolean, addr: number, len: number, d: Uint8Array) =>
+          void writes.push(`${pio ? "pio" : "mmio"} ${addr.toString(16)}/${len} ${[...d].join(",")}`);
+        let e = 0, exits = 0;
+        for (let k = 0; k < 100_000; k++) {
+          e = run.vcpu.runRaw(budget);
+          if (e !== K.KVM_EXIT_INTR || c.drainAtIntr) drainCoalesced(ring, sink);
+          if (e === K.KVM_EXIT_IO) {
+            exits++;
+            const kr = run.vcpu.kvmRun, d = ioSingleData(kr)!;
+            writes.push(`exit ${ioPort(kr).toString(16)}/${ioSize(kr)} ${[...d].join(",")}`);
+            continue;
+          }
+          if (e !== K.KVM_EXIT_INTR) break;
+        }
+        return {
+          e,
+          s: snapshot(run),
+          writes,
+          exits,
+          index: jitIndexOf(run, top),
+          compiled: run.vm.core.jitStats!.compiled,
+        };
+      });
+      const what = `${c.name}, budget ${budget}`;
+      assert.equal(got[1]!.e, K.KVM_EXIT_HLT, what);
+      assert.equal(got[0]!.e, got[1]!.e, what);
+      assert.deepEqual(got[0]!.s, got[1]!.s, what);
+      assert.deepEqual(got[0]!.writes, got[1]!.writes, what);
+      assert.equal(got[0]!.writes.length, 600, what);
+      assert.ok(got[0]!.exits >= c.minExits, `${what}: ${got[0]!.exits} exits`);
+      if (budget > 100) {
+        assert.ok(got[0]!.compiled > 0, `${what}: translated`);
+        assert.equal(got[0]!.index < 0, c.dropped, `${what}: translation ${got[0]!.index}`);
+      }
     }
   }
 });

@@ -24,7 +24,7 @@ const RING: usize = VM_CONTROL_BASE + VMC_COALESCED_RING;
  * coalesced_mmio_in_range() of some zone of the bus that the bus finds (src/exits/coalesced.ts
  * zoneTakesWrite is the TS statement of the same rule): [addr, addr+len) wholly inside it.
  */
-function inZone(pio: u32, addr: u64, len: i32): bool {
+export function inZone(pio: u32, addr: u64, len: i32): bool {
   const n = <usize>atomic.load<u32>(NZONES);
   const end = addr + <u64>len;
   if (end < addr) return false;

@@ -17,14 +17,19 @@ import { RK_PIO_IN, RK_PIO_OUT, replayAppend, replayClear, replayCount, replayDa
 import { getFlags } from "./core_link";
 import { flagsOther } from "./flags";
 import { exitTo, internalErrorEmulation } from "../kvm/exits";
-import { coalesce, coalescing } from "../kvm/coalesced";
+import { coalesce, coalescing, inZone } from "../kvm/coalesced";
 
 const PIO_DATA: i32 = KVM_PIO_PAGE_OFFSET * PAGE_SIZE;
 
+/** IO permission without the TSS bitmap: real mode, or CPL <= IOPL outside virtual-8086 mode. */
+@inline function ioPlain(): bool {
+  // CPL 0 outside virtual-8086 mode is always <= IOPL (IOPL is not an arithmetic flag: flagsOther).
+  return mode == MODE_REAL || (mode != MODE_V86 && cpl() <= <i32>((flagsOther & RFLAGS_IOPL) >> 12));
+}
+
 /** IO permission (SDM vol. 1 §19.5): CPL <= IOPL, else the TSS bitmap must allow every byte. */
 @inline function ioAllowed(port: i32, size: i32): bool {
-  // CPL 0 outside virtual-8086 mode is always <= IOPL (IOPL is not an arithmetic flag: flagsOther).
-  if (mode == MODE_REAL || (mode != MODE_V86 && cpl() <= <i32>((flagsOther & RFLAGS_IOPL) >> 12))) return true;
+  if (ioPlain()) return true;
   return ioBitmapAllowed(port, size);
 }
 
@@ -100,6 +105,21 @@ export function portOut(port: i32, size: i32, v: u32): void {
   if (only) pendRetire(PEND_PIO_OUT);
   store<u32>(RUN + PIO_DATA, v);
   ioExit(KVM_EXIT_IO_OUT, port, size, 1);
+}
+
+/**
+ * The OUT of a translated block (x86/jit.ts jitOut): portOut's in-kernel case on its own,
+ * with no side effect unless it is taken. 1: a coalesced PIO zone took the write
+ * (kvm/coalesced.ts), and the OUT is complete but for RIP. 0: nothing done, the
+ * interpreter runs the OUT (the ring is full: it exits). -1: nothing done, and this OUT
+ * is not one a zone takes now (no zone covers it, the TSS bitmap decides, or a replay is
+ * due), so it exits or faults each time it runs.
+ */
+export function portOutInKernel(port: i32, size: i32, v: u32): i32 {
+  port &= 0xffff;
+  if (!ioPlain() || replayCount() != 0 || !coalescing()) return -1;
+  if (coalesce(1, <u64>port, size, <u64>(v & sizeMask(size)))) return 1;
+  return inZone(1, <u64>port, size) ? 0 : -1;
 }
 
 @inline function amask(): u64 { return addrSize == 8 ? <u64>-1 : addrSize == 4 ? <u64>0xffffffff : <u64>0xffff; }

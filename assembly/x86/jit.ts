@@ -38,6 +38,8 @@ import { S } from "./cpu";
 import { cpuidLookup } from "../kvm/cpuid";
 import { msrPeek } from "../kvm/msr";
 import { cpl } from "./mode";
+import { portOutInKernel } from "./io";
+import { ringTick } from "../kvm/coalesced";
 
 /** RIP after the instructions the last translated call retired. */
 export let jitIp: u64 = 0;
@@ -96,7 +98,7 @@ export function jitRun(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g
     return 0;
   }
   const r = call_indirect<i32>(<u32>idx, ip, <i32>host, m64 ? 1 : 0, avail, budget, g, <i32>pr, <i32>pw, S + VS_TLB);
-  if (jitDrop) { jitDrop = false; store<i32>(e + JIT_INDEX, -1); } // interpreted from now on (jitRdmsr)
+  if (jitDrop) { jitDrop = false; store<i32>(e + JIT_INDEX, -1); } // interpreted from now on (jitRdmsr, jitOut)
   if (r < 0) { // stale: the code changed (or the window shrank); count afresh
     store<i32>(e + JIT_INDEX, 0);
     store<u32>(e + JIT_COUNT, 0);
@@ -120,6 +122,20 @@ export function jitRdmsr(index: u32): i32 {
   // The interpreter will run this RDMSR (an exit, a #GP, the TSC): a block that leaves at
   // it every time costs more than it saves, so jitRun drops the translation.
   jitDrop = true;
+  return 0;
+}
+
+/**
+ * OUT of `size` (1 or 4) bytes of `v` to `port`: 1 when a coalesced PIO zone took it in the
+ * kernel (io.ts portOutInKernel; a tick of the held ring, as a backward branch is one);
+ * 0 (nothing done) otherwise, and the block leaves before the OUT for the interpreter to
+ * run it. A full ring is passing, so the translation stays; an OUT that no zone takes
+ * exits every time, and jitRun drops the translation.
+ */
+export function jitOut(port: u32, size: u32, v: u32): i32 {
+  const r = portOutInKernel(<i32>port, <i32>size, v);
+  if (r > 0) { ringTick(); return 1; }
+  if (r < 0) jitDrop = true;
   return 0;
 }
 

@@ -17,7 +17,9 @@
  * iteration), CPUID (the core's table lookup through the imported jitCpuid)
  * and RDMSR (jitRdmsr answers an allowed in-kernel MSR at CPL 0 from the state
  * block; anything else — the TSC, a #GP, a user-space exit — leaves before the
- * RDMSR for the interpreter) — and ends with a Jcc rel8 or JMP rel8/rel32 back to its own start. Anything else (calls,
+ * RDMSR for the interpreter), OUT imm8 / DX with AL / EAX (jitOut: a write a
+ * coalesced PIO zone takes stays in the kernel; any other leaves before the OUT,
+ * which then exits) — and ends with a Jcc rel8 or JMP rel8/rel32 back to its own start. Anything else (calls,
  * prefixes other than one REX, ALU m,imm, 8/16-bit operands, a JMP elsewhere)
  * is not translated: jitCompile answers 0 and the interpreter keeps running it.
  *
@@ -77,7 +79,9 @@ type Insn =
   | { k: "lea"; size: 4 | 8; d: number; base: number; index: number; scale: number; disp: bigint }
   | { k: "nop" }
   | { k: "cpuid" }
-  | { k: "rdmsr" };
+  | { k: "rdmsr" }
+  /** OUT imm8 / DX (port -1: DX), AL or EAX. */
+  | { k: "out"; port: number; size: 1 | 4 };
 type Branch = { k: "jcc"; cc: number; fall: bigint } | { k: "jmp" };
 
 /** A decoded loop: body, the closing branch (back to the start), total bytes and instructions. */
@@ -332,6 +336,11 @@ export function decodeLoop(
         // CPUID / RDMSR, in the kernel through the core's helpers (REX ignored, as fastRun does).
         insn = byte(at + pre + 1) === 0xa2 ? { k: "cpuid" } : { k: "rdmsr" };
         len = pre + 2;
+      } else if ((b === 0xe6 || b === 0xe7 || b === 0xee || b === 0xef) && pre === 0) {
+        // OUT imm8 / DX, AL / EAX (no prefix, as fastRun takes it): in the kernel when a
+        // coalesced zone takes it (jitOut), else the interpreter runs it.
+        insn = { k: "out", port: b < 0xe8 ? byte(at + 1) : -1, size: (b & 1) === 0 ? 1 : 4 };
+        len = b < 0xe8 ? 2 : 1;
       } else return undefined;
       body.push(insn);
       offs.push(at);
@@ -378,8 +387,9 @@ const GL_CPUID = 8, GL_MSR = 12;
 export const JIT_FUNCS: readonly FuncImport[] = [
   { name: "jitCpuid", type: { params: [I32, I32], results: [] } },
   { name: "jitRdmsr", type: { params: [I32], results: [I32] } },
+  { name: "jitOut", type: { params: [I32, I32, I32], results: [I32] } },
 ];
-const F_CPUID = 0, F_RDMSR = 1;
+const F_CPUID = 0, F_RDMSR = 1, F_OUT = 2;
 /** Function indices of the block's function and the getCF() helper (after the imports). */
 const F_MAIN = JIT_FUNCS.length, F_CF = F_MAIN + 1;
 /** GPR numbers. */
@@ -641,6 +651,10 @@ export function loopModule(loop: Loop, code: Uint8Array, ip: bigint, host: numbe
         rd(R_CX);
         wr(R_AX);
         wr(R_DX);
+        break;
+      case "out":
+        rd(R_AX);
+        if (i.port < 0) rd(R_DX);
         break;
       case "nop":
       case "exit":
@@ -1004,6 +1018,13 @@ export function loopModule(loop: Loop, code: Uint8Array, ip: bigint, host: numbe
           f.gget(GL_MSR).set(T0);
           f.get(T0).i64c(0xffffffffn).op(OP.i64_and).set(reg(R_AX));
           f.get(T0).i64c(32n).op(OP.i64_shr_u).set(reg(R_DX));
+          break;
+        case "out": // taken by a coalesced zone in the kernel, else the interpreter runs it (an exit)
+          if (i.port >= 0) f.i32c(i.port);
+          else f.get(reg(R_DX)).op(OP.i32_wrap_i64).i32c(0xffff).op(OP.i32_and);
+          f.i32c(i.size).get(reg(R_AX)).op(OP.i32_wrap_i64).op(OP.call).u32(F_OUT).op(OP.i32_eqz).op(OP.if).byte(VOID);
+          leave(k, ipOf(k));
+          f.op(OP.end);
           break;
         case "nop":
           break;
