@@ -10,6 +10,8 @@ import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { defaultCpuid } from "../src/x86/cpuid.ts";
 import type { CpuidEntry } from "../src/x86/cpuid.ts";
 import { guest } from "./x86_sys_harness.ts";
+import { layOut, offsetOf } from "../src/abi/layout.ts";
+import { VCPU_STATE } from "../src/abi/vcpu_state.ts";
 
 const MSR_STAR = 0xc0000081, MSR_LSTAR = 0xc0000082, MSR_EFER = 0xc0000080, MSR_TSC_AUX = 0xc0000103;
 
@@ -288,10 +290,40 @@ Deno.test("RDTSC advances with retired instructions; WRMSR IA32_TSC sets it; RDT
   assert.equal(g.run().reason, "hlt");
   const r = g.vcpu.getRegs();
   assert.ok(r.r8 >= 1_000_000n && r.r8 < 1_000_010n, `first RDTSC ${r.r8}`);
-  assert.ok(r.r9 > r.r8, "the TSC moved");
-  assert.ok(r.rax >= 0x1000n && r.rax < 0x1010n && r.rdx === 0n, `after WRMSR TSC: ${r.rax}`);
+  // One tick per retired instruction: the first RDTSC and the five after it.
+  assert.equal(r.r9 - r.r8, 6n, "the TSC moved by the instructions retired");
+  // The value WRMSR wrote, plus the WRMSR itself.
+  assert.deepEqual([r.rax, r.rdx], [0x1001n, 0n], `after WRMSR TSC: ${r.rax}`);
   assert.equal(r.rcx, 0x77n);
   assert.ok(g.vcpu.getMsr(0x10) >= r.rax, "KVM_GET_MSRS sees the TSC the guest set, advanced");
+});
+
+Deno.test("the TSC counts every retired instruction on every path: fastRun, translated loops, RDTSC, RDMSR", () => {
+  // r8: RDTSC after a translated loop of 3 x 400 instructions; r9 - r8: RDMSR after
+  // the RDTSC, a MOV and a NOP (fastRun); r10 - r9: RDTSC after that RDMSR and a MOV.
+  const g = guest(`
+    mov r12d, 400
+  top:
+    add r13, 1
+    dec r12d
+    jnz top
+    rdtsc
+    mov r8d, eax
+    nop
+    mov ecx, 0x10
+    rdmsr
+    mov r9d, eax
+    rdtsc
+    mov r10d, eax
+    hlt`);
+  const hot = new DataView(g.vm.memory.buffer);
+  hot.setUint32(g.vcpu.stateBase + offsetOf(layOut(VCPU_STATE), "jit_hot"), 4, true);
+  g.vcpu.setMsr(0x10, 5000n);
+  assert.equal(g.run().reason, "hlt");
+  assert.ok(g.vm.core.jitStats!.compiled > 0, "the loop ran translated");
+  const r = g.vcpu.getRegs();
+  // 1 + 3 x 400 instructions before the first RDTSC; then RDTSC, MOV, NOP, MOV ECX; then RDMSR, MOV.
+  assert.deepEqual([r.r8, r.r9 - r.r8, r.r10 - r.r9], [5000n + 1201n, 4n, 2n]);
 });
 
 Deno.test("RDTSC with CR4.TSD at CPL 3 is #GP(0); at CPL 0 it is allowed", () => {

@@ -18,7 +18,7 @@ import { CR0_PG, EFER_FFXSR, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EFER_SVME, 
 import { canonical } from "../x86/segments";
 import { tlbFlush } from "../x86/tlb";
 import { PEND_RDMSR, PEND_WRMSR } from "../x86/mem";
-import { breakLoop } from "../x86/core_link";
+import { breakLoop, instructionsInFlight } from "../x86/core_link";
 import { exitTo } from "./exits";
 
 export const MSR_OK: i32 = 0;
@@ -30,7 +30,9 @@ export let msrValue: u64 = 0;
 // TSC: VS_TSC is the value at run() entry; it advances with retired instructions.
 let instrBase: u64 = 0;
 export function tscRunStart(): void { instrBase = load<u64>(S + VS_INSTRUCTIONS); }
-export function tscNow(): u64 { return load<u64>(S + VS_TSC) + (load<u64>(S + VS_INSTRUCTIONS) - instrBase); }
+/** Instructions retired so far, those stepMany() has not counted yet included. */
+@inline function retiredNow(): u64 { return load<u64>(S + VS_INSTRUCTIONS) + <u64>instructionsInFlight(); }
+export function tscNow(): u64 { return load<u64>(S + VS_TSC) + (retiredNow() - instrBase); }
 /** Fold the instructions retired in this run into VS_TSC (at run() exit). */
 export function tscRunEnd(): void {
   const ins = load<u64>(S + VS_INSTRUCTIONS);
@@ -38,7 +40,7 @@ export function tscRunEnd(): void {
   store<u64>(S + VS_TSC, load<u64>(S + VS_TSC) + (ins - instrBase));
   instrBase = ins;
 }
-function tscWrite(v: u64): void { store<u64>(S + VS_TSC, v - (load<u64>(S + VS_INSTRUCTIONS) - instrBase)); }
+function tscWrite(v: u64): void { store<u64>(S + VS_TSC, v - (retiredNow() - instrBase)); }
 
 /** KVM_X86_SET_MSR_FILTER: first range of the right kind containing `index` decides. */
 export function msrAllowed(index: u32, write: bool): bool {
@@ -97,7 +99,8 @@ function plainMsr(index: u32): i32 {
   }
 }
 
-const MSR_TSC: u32 = 0x10;
+/** IA32_TIME_STAMP_COUNTER. */
+export const MSR_TSC: u32 = 0x10;
 const MSR_EFER: u32 = 0xc0000080;
 
 export function msrRead(index: u32): i32 {

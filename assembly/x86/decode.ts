@@ -44,6 +44,7 @@ import { lockAllowed } from "./lock";
 import { EXC_UD, raise } from "./exceptions";
 import { clearReplay } from "./exec_operands";
 import { ringTick } from "../kvm/coalesced";
+import { MSR_TSC } from "../kvm/msr";
 import { fetch8, mmioStoreFinal, pendLoadReg, pop, push, readMem, readMemRmw, writeMem, writeMemFinal } from "./mem";
 import { callNear, retNear } from "./exec_onebyte";
 import { sysCpuid, sysHlt, sysIn, sysOut, sysRdmsr } from "./exec_system";
@@ -112,13 +113,15 @@ function execOne(): void {
   execOneByte(b);
 }
 
-/** Instructions retired by the running stepMany() and not yet added to VS_INSTRUCTIONS. */
+/** Instructions stepMany() ran before its general-path instruction, not yet added to VS_INSTRUCTIONS. */
 let inFlight: i32 = 0;
 /**
- * For RDTSC & co. while stepMany() runs: VS_INSTRUCTIONS lags by this many
- * instructions until stepMany() returns (0 outside stepMany).
+ * For the TSC (kvm/msr.ts tscNow) while stepMany() runs an instruction on its general
+ * path: VS_INSTRUCTIONS lags by this many retired instructions until stepMany() returns
+ * (0 outside stepMany). Only the general path reads the TSC: fastRun and fastStep leave
+ * an RDMSR of it there.
  */
-export function instructionsInFlight(): i32 { return inFlight; }
+export function instructionsInFlight(): i32 { return inFlight - unretired; }
 
 /** Instructions that returned OK without completing (a chunk of a long REP). */
 let unretired: i32 = 0;
@@ -300,7 +303,9 @@ let fEaSeg: i32 = SEG_DS;
     if ((b & 2) == 0) sysIn(port, s); else sysOut(port, s);
     return FAST_SYNC;
   }
-  if (b == 0x0f && (m == 0xa2 || m == 0x32)) { // CPUID / RDMSR: the in-kernel exits (0F map, no ModRM)
+  // CPUID / RDMSR: the in-kernel exits (0F map, no ModRM); an RDMSR of the TSC takes the
+  // general path, which knows the instructions in flight.
+  if (b == 0x0f && (m == 0xa2 || (m == 0x32 && <u32>load<u64>(g + 8) != MSR_TSC))) {
     // Neither changes mode, segments or paging (WRMSR may: the general path).
     setRip(ip);
     bounds(ip, pre + 2);

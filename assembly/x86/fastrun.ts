@@ -58,6 +58,7 @@ import { setInsnStart, setNextIp, setRex } from "./decode_state";
 import { sysCpuid, sysIn, sysOut, sysRdmsr } from "./exec_system";
 import { mmioLoadFinal, mmioStoreFinal, pendLoadReg } from "./mem";
 import { ringTick } from "../kvm/coalesced";
+import { MSR_TSC } from "../kvm/msr";
 
 /**
  * Start the instruction of `len` bytes at `ip` as the general decoder would before
@@ -495,7 +496,8 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
       }
       case 0x0f: { // CPUID / RDMSR (0F A2 / 0F 32): run in the kernel, as fastStep runs them
         const op = <u32>(x >> 8) & 0xff;
-        if (op != 0xa2 && op != 0x32) { runIp = ip; return i; }
+        // RDMSR of the TSC: the general path, which knows the instructions in flight.
+        if (op != 0xa2 && (op != 0x32 || <u32>load<u64>(g + 8) == MSR_TSC)) { runIp = ip; return i; }
         beginAt(ip, pre + 2);
         if (op == 0xa2) sysCpuid(); else sysRdmsr();
         if (status != ST_OK) { runIp = ip; return i; } // RDMSR: #GP, or a user-space MSR exit

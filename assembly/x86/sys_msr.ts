@@ -6,7 +6,6 @@ import { nextIp } from "./decode_state";
 import { gp0 } from "./exceptions";
 import { CR4_TSD, cpl } from "./mode";
 import { MSR_GP, MSR_OK, msrRead, msrValue, msrWrite, tscNow } from "../kvm/msr";
-import { breakLoop } from "./core_link";
 
 export function execRdmsr(): void {
   if (cpl() != 0) { gp0(); return; }
@@ -28,8 +27,8 @@ export function execWrmsr(): void {
 }
 
 /**
- * RDTSC: #GP(0) with CR4.TSD at CPL > 0. The TSC advances with retired instructions
- * (counted per stepMany batch; RDTSC ends the batch so the next read sees the progress).
+ * RDTSC: #GP(0) with CR4.TSD at CPL > 0. The TSC advances with retired instructions,
+ * exactly: the ones stepMany() has not counted yet are included (kvm/msr.ts tscNow).
  */
 export function execRdtsc(): void {
   if ((load<u64>(S + VS_CR4) & CR4_TSD) != 0 && cpl() != 0) { gp0(); return; }
@@ -37,7 +36,6 @@ export function execRdtsc(): void {
   setReg64(RAX, t & 0xffffffff);
   setReg64(RDX, t >> 32);
   setRip(nextIp);
-  breakLoop();
 }
 
 /** RDTSCP: RDTSC plus ECX = TSC_AUX. */
@@ -48,5 +46,4 @@ export function execRdtscp(): void {
   setReg64(RDX, t >> 32);
   setReg64(RCX, load<u64>(S + VS_TSC_AUX) & 0xffffffff);
   setRip(nextIp);
-  breakLoop();
 }
