@@ -16,6 +16,8 @@ import { exitReasonName, KVM_CONSTANTS as K } from "./abi/constants.ts";
 import { MSRS } from "./abi/msrs.ts";
 import { InvalidArgumentError, NoSuchVcpuError, UnknownMsrError } from "./errors.ts";
 import { u64RecordCodec } from "./abi/u64_record.ts";
+import type { CpuidEntry } from "./x86/cpuid.ts";
+import { checkSregs, cr8Accepted } from "./x86/sregs_check.ts";
 import { decodeExit, exitReasonOf, immediateExit, KvmRun, setImmediateExit } from "./exits/decode.ts";
 import type { VcpuExit } from "./exits/exit.ts";
 import type { CoreExports } from "./wasm.ts";
@@ -130,6 +132,8 @@ export interface VcpuHost {
   readonly buffer: SharedArrayBuffer | ArrayBuffer;
   /** CPUID.1.EAX of the VM's table (RDX at reset). */
   cpuidSignature(): number;
+  /** The VM's CPUID table (what KVM_SET_SREGS checks CR4, CR3 and APIC_BASE against). */
+  cpuidTable(): readonly CpuidEntry[];
 }
 
 /** Default instructions per `run()` before KVM_EXIT_INTR (the core takes an i32). */
@@ -313,16 +317,22 @@ export class Vcpu {
     };
   }
 
-  /** KVM_SET_SREGS; fields left out keep their value. A pending-interrupt bit is rejected (no interrupt injection). */
+  /**
+   * KVM_SET_SREGS; fields left out keep their value. What KVM refuses with EINVAL
+   * (x86/sregs_check.ts) and a pending-interrupt bit (no interrupt injection) are
+   * refused before anything is written; a CR8 with reserved bits is ignored, as KVM does.
+   */
   setSregs(sregs: Partial<KvmSregs>): void {
     this.#live();
-    // Checked before anything is written.
     if (sregs.interrupt_bitmap?.some((w) => w !== 0n)) {
       throw new InvalidArgumentError(
         "sregs.interrupt_bitmap",
         "kvmsim cannot inject external interrupts: expected all zero",
       );
     }
+    const next: Record<string, unknown> = { ...this.getSregs() };
+    for (const [k, v] of Object.entries(sregs)) if (v !== undefined) next[k] = v;
+    checkSregs(next as unknown as KvmSregs, this.host.cpuidTable());
     for (const n of SREGS_SEGMENTS) {
       const seg = sregs[n];
       if (seg) this.#setSeg(SEG_AT[n], seg);
@@ -340,7 +350,7 @@ export class Vcpu {
     if (sregs.cr2 !== undefined) this.#set64(O.cr2, sregs.cr2);
     if (sregs.cr3 !== undefined) this.#set64(O.cr3, sregs.cr3);
     if (sregs.cr4 !== undefined) this.#set64(O.cr4, sregs.cr4);
-    if (sregs.cr8 !== undefined) this.#set64(O.cr8, sregs.cr8);
+    if (sregs.cr8 !== undefined && cr8Accepted(sregs.cr8)) this.#set64(O.cr8, sregs.cr8);
     if (sregs.efer !== undefined) this.#set64(O.efer, sregs.efer);
     if (sregs.apic_base !== undefined) this.#set64(O.apicBase, sregs.apic_base);
     this.#markDirty(DIRTY_STATE);

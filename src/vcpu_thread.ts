@@ -42,6 +42,7 @@ import { InvalidArgumentError, NoSuchVcpuError } from "./errors.ts";
 import { Vcpu, type VcpuHost } from "./vcpu.ts";
 import type { Vm } from "./vm.ts";
 import { type CoreExports, instantiateCore } from "./wasm.ts";
+import type { CpuidEntry } from "./x86/cpuid.ts";
 
 const VCPU_ID = field(layOut(VCPU_STATE), "vcpu_id").offset;
 const DIRTY = field(layOut(VCPU_STATE), "dirty").offset;
@@ -61,6 +62,8 @@ export interface VcpuHandle {
   readonly budget: number;
   /** CPUID.1.EAX of the VM's table (what {@link VcpuHost.cpuidSignature} answers). */
   readonly cpuidSignature: number;
+  /** The VM's CPUID table when the handle was made (what {@link VcpuHost.cpuidTable} answers). */
+  readonly cpuid: readonly CpuidEntry[];
 }
 
 /** The handle of `vcpu`, one of `vm`'s vCPUs, to post to the Worker that will run it. */
@@ -75,6 +78,7 @@ export function vcpuHandle(vm: Vm, vcpu: Vcpu): VcpuHandle {
     block: vcpu.block,
     budget: vcpu.budget,
     cpuidSignature: vm.cpuidSignature(),
+    cpuid: vm.getCpuid(),
   };
 }
 
@@ -121,6 +125,10 @@ export class VcpuThread implements VcpuHost {
 
   cpuidSignature(): number {
     return this.#signature;
+  }
+
+  cpuidTable(): readonly CpuidEntry[] {
+    return this.handle.cpuid;
   }
 
   /**

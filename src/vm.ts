@@ -509,6 +509,11 @@ export class Vm extends GuestMemoryVm<Region> implements GuestPhys {
     return this.#cpuid.map((e) => ({ ...e }));
   }
 
+  /** The CPUID table as set (not a copy: do not change it). */
+  cpuidTable(): readonly CpuidEntry[] {
+    return this.#cpuid;
+  }
+
   /** CPUID.1.EAX from the table (KVM uses 0x600 when leaf 1 is absent). */
   cpuidSignature(): number {
     return findCpuid(this.#cpuid, 1)?.eax ?? (this.#cpuid.length ? 0x600 : CPUID_SIGNATURE);

@@ -69,7 +69,7 @@ console.log(
   dv.setUint32(base + field(L, "io.count").offset, 1, true);
   dv.setBigUint64(base + field(L, "io.data_offset").offset, 4096n, true);
   dv.setUint8(base + 4096, 1);
-  const vcpu = new Vcpu({ core: { run: () => 2 }, buffer, cpuidSignature: () => 0 }, 0, 0, base);
+  const vcpu = new Vcpu({ core: { run: () => 2 }, buffer, cpuidSignature: () => 0, cpuidTable: () => [] }, 0, 0, base);
   const rates: number[] = [];
   for (let rep = 0; rep < 7; rep++) {
     const pio = new PioBus();

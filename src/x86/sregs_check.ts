@@ -1,0 +1,128 @@
+/**
+ * What KVM_SET_SREGS refuses with EINVAL before it writes anything (Linux
+ * arch/x86/kvm/x86.c: kvm_is_valid_sregs with kvm_is_valid_cr0 /
+ * kvm_is_valid_cr4, then kvm_apic_set_base), checked against this host's
+ * /dev/kvm in tests/vm_sregs_check_test.ts:
+ *
+ * - CR0: bits 63:32 set, NW without CD, PG without PE;
+ * - CR4: a bit KVM reserves, or one whose feature the vCPU's CPUID table
+ *   does not report (`__cr4_reserved_bits`: OSXSAVE needs XSAVE, SMEP, SMAP,
+ *   FSGSBASE, PKE needs PKU, LA57, UMIP, VMXE needs VMX, SMXE needs SMX, PCIDE
+ *   needs PCID, CET needs shadow stacks or IBT, PKS, LAM_SUP needs LAM);
+ * - with EFER.LME and CR0.PG (long mode): CR4.PAE and EFER.LMA must be set
+ *   and CR3 must be a legal GPA (no bit at or above MAXPHYADDR); otherwise
+ *   neither EFER.LMA nor CS.L may be set;
+ * - APIC_BASE: a reserved bit (0–7, 9, MAXPHYADDR and up, x2APIC enable
+ *   without x2APIC in CPUID) or x2APIC enabled with the APIC disabled.
+ *
+ * EFER's reserved bits are not checked there (KVM stores them), and a CR8
+ * with reserved bits is ignored, not refused (kvm_set_cr8's result is
+ * dropped): {@link cr8Accepted}.
+ *
+ * @module
+ */
+import { InvalidArgumentError } from "../errors.ts";
+import { type CpuidEntry, findCpuid } from "./cpuid.ts";
+import type { KvmSregs } from "./regs.ts";
+
+const bit = (n: number) => 1n << BigInt(n);
+const CR0_PE = bit(0), CR0_NW = bit(29), CR0_CD = bit(30), CR0_PG = bit(31);
+const CR4_PAE = bit(5);
+const EFER_LME = bit(8), EFER_LMA = bit(10);
+const APIC_X2APIC_ENABLE = bit(10), APIC_ENABLE = bit(11);
+
+/** A CPUID feature bit: leaf, sub-leaf, register, bit. */
+type Feature = readonly [leaf: number, index: number, reg: "eax" | "ebx" | "ecx" | "edx", bit: number];
+
+/**
+ * CR4 bits KVM allows (the complement of CR4_RESERVED_BITS, with SMXE and
+ * PKS, which the vendor code allows with their feature), each with the CPUID
+ * features of which one must be reported, or none when it is always allowed.
+ */
+const CR4_BITS: readonly (readonly [name: string, bit: number, needs: readonly Feature[]])[] = [
+  ["VME", 0, []],
+  ["PVI", 1, []],
+  ["TSD", 2, []],
+  ["DE", 3, []],
+  ["PSE", 4, []],
+  ["PAE", 5, []],
+  ["MCE", 6, []],
+  ["PGE", 7, []],
+  ["PCE", 8, []],
+  ["OSFXSR", 9, []],
+  ["OSXMMEXCPT", 10, []],
+  ["UMIP", 11, [[7, 0, "ecx", 2]]],
+  ["LA57", 12, [[7, 0, "ecx", 16]]],
+  ["VMXE", 13, [[1, 0, "ecx", 5]]],
+  ["SMXE", 14, [[1, 0, "ecx", 6]]],
+  ["FSGSBASE", 16, [[7, 0, "ebx", 0]]],
+  ["PCIDE", 17, [[1, 0, "ecx", 17]]],
+  ["OSXSAVE", 18, [[1, 0, "ecx", 26]]],
+  ["SMEP", 20, [[7, 0, "ebx", 7]]],
+  ["SMAP", 21, [[7, 0, "ebx", 20]]],
+  ["PKE", 22, [[7, 0, "ecx", 3]]],
+  ["CET", 23, [[7, 0, "ecx", 7], [7, 0, "edx", 20]]],
+  ["PKS", 24, [[7, 0, "ecx", 31]]],
+  ["LAM_SUP", 28, [[7, 1, "eax", 26]]],
+];
+const X2APIC: Feature = [1, 0, "ecx", 21];
+
+function has(cpuid: readonly CpuidEntry[], [leaf, index, reg, b]: Feature): boolean {
+  const e = findCpuid(cpuid, leaf, index);
+  return e !== undefined && ((e[reg] >>> b) & 1) === 1;
+}
+
+/** MAXPHYADDR of a CPUID table: 0x80000008.EAX[7:0], 36 without that leaf (cpuid_maxphyaddr). */
+export function maxPhyAddr(cpuid: readonly CpuidEntry[]): number {
+  const e = findCpuid(cpuid, 0x80000008);
+  return e === undefined ? 36 : e.eax & 0xff;
+}
+
+/** The CR4 bits a vCPU with this CPUID table may set. */
+export function cr4Allowed(cpuid: readonly CpuidEntry[]): bigint {
+  let ok = 0n;
+  for (const [, b, needs] of CR4_BITS) if (needs.length === 0 || needs.some((f) => has(cpuid, f))) ok |= bit(b);
+  return ok;
+}
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+const names = (v: bigint) =>
+  CR4_BITS.filter(([, b]) => (v & bit(b)) !== 0n).map(([n]) => n).concat(
+    (v & ~CR4_BITS.reduce((m, [, b]) => m | bit(b), 0n)) !== 0n ? ["reserved bits"] : [],
+  ).join(", ");
+
+/** Throw what KVM_SET_SREGS would refuse in `s` (the whole new state) with EINVAL. */
+export function checkSregs(s: KvmSregs, cpuid: readonly CpuidEntry[]): void {
+  const bad = (field: string, v: bigint, why: string): never => {
+    throw new InvalidArgumentError(`sregs.${field}`, `${hex(v)}: ${why} (KVM_SET_SREGS fails with EINVAL)`);
+  };
+  const { cr0, cr4, efer } = s;
+  if ((cr0 >> 32n) !== 0n) bad("cr0", cr0, "bits 63:32 are reserved");
+  if ((cr0 & CR0_NW) !== 0n && (cr0 & CR0_CD) === 0n) bad("cr0", cr0, "NW (bit 29) is set without CD (bit 30)");
+  if ((cr0 & CR0_PG) !== 0n && (cr0 & CR0_PE) === 0n) bad("cr0", cr0, "PG (bit 31) is set without PE (bit 0)");
+  const extra = cr4 & ~cr4Allowed(cpuid);
+  if (extra !== 0n) {
+    bad("cr4", cr4, `${names(extra)} (${hex(extra)}) not allowed: reserved, or the feature is not in the vCPU's CPUID`);
+  }
+  const phys = maxPhyAddr(cpuid);
+  if ((efer & EFER_LME) !== 0n && (cr0 & CR0_PG) !== 0n) {
+    if ((cr4 & CR4_PAE) === 0n) bad("cr4", cr4, "long mode (EFER.LME with CR0.PG) needs CR4.PAE");
+    if ((efer & EFER_LMA) === 0n) bad("efer", efer, "long mode (EFER.LME with CR0.PG) needs EFER.LMA");
+    if ((s.cr3 >> BigInt(phys)) !== 0n) bad("cr3", s.cr3, `long mode needs a CR3 below 2^${phys} (MAXPHYADDR)`);
+  } else {
+    if ((efer & EFER_LMA) !== 0n) bad("efer", efer, "EFER.LMA is set outside long mode (EFER.LME with CR0.PG)");
+    if (s.cs.l !== 0) bad("cs.l", BigInt(s.cs.l), "a 64-bit code segment outside long mode");
+  }
+  const a = s.apic_base;
+  const reserved = ((~0n << BigInt(phys)) & ((1n << 64n) - 1n)) | 0x2ffn |
+    (has(cpuid, X2APIC) ? 0n : APIC_X2APIC_ENABLE);
+  if ((a & reserved) !== 0n) bad("apic_base", a, `reserved bits ${hex(a & reserved)} are set`);
+  if ((a & APIC_X2APIC_ENABLE) !== 0n && (a & APIC_ENABLE) === 0n) {
+    bad("apic_base", a, "x2APIC mode (bit 10) without the APIC enabled (bit 11)");
+  }
+}
+
+/** KVM_SET_SREGS takes CR8 only without reserved bits (4–63); otherwise CR8 keeps its value. */
+export function cr8Accepted(cr8: bigint): boolean {
+  return (cr8 >> 4n) === 0n;
+}
