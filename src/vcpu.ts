@@ -13,11 +13,12 @@ import { field, layOut } from "./abi/layout.ts";
 import { GPR_NAMES, type GprName, MAX_VCPUS, VCPU_STATE } from "./abi/vcpu_state.ts";
 import { VCPU_STATE_OFFSET } from "./abi/memory_map.ts";
 import { exitReasonName, KVM_CONSTANTS as K } from "./abi/constants.ts";
-import { MSRS } from "./abi/msrs.ts";
+import { msrByIndex, MSRS } from "./abi/msrs.ts";
 import { InvalidArgumentError, NoSuchVcpuError, UnknownMsrError } from "./errors.ts";
 import { u64RecordCodec } from "./abi/u64_record.ts";
 import type { CpuidEntry } from "./x86/cpuid.ts";
 import { checkSregs, cr8Accepted } from "./x86/sregs_check.ts";
+import { msrWrite } from "./x86/msr_check.ts";
 import { decodeExit, exitReasonOf, immediateExit, KvmRun, setImmediateExit } from "./exits/decode.ts";
 import type { VcpuExit } from "./exits/exit.ts";
 import type { CoreExports } from "./wasm.ts";
@@ -371,11 +372,27 @@ export class Vcpu {
     return indices.map((index) => ({ index, data: this.#get64(this.#msrAt(index)) }));
   }
 
-  /** KVM_SET_MSRS. All indices are checked before anything is written. */
+  /**
+   * KVM_SET_MSRS. Every index and value is checked (x86/msr_check.ts: what KVM refuses,
+   * drops or keeps) before anything is written; KVM writes the entries before a bad one.
+   */
   setMsrs(entries: readonly MsrEntry[]): void {
     this.#live();
     const at = entries.map((e) => this.#msrAt(e.index));
-    entries.forEach((e, i) => this.#set64(at[i]!, e.data));
+    const cpuid = this.host.cpuidTable();
+    const values = entries.map((e, i) => {
+      const name = `${msrByIndex(e.index)!.name} (0x${(e.index >>> 0).toString(16)})`;
+      if (typeof e.data !== "bigint") throw new InvalidArgumentError(name, `${String(e.data)}: expected a bigint`);
+      const w = msrWrite(e.index, e.data, this.#get64(at[i]!), cpuid);
+      if (!w.ok) {
+        throw new InvalidArgumentError(
+          name,
+          `0x${BigInt.asUintN(64, e.data).toString(16)}: ${w.why} (KVM_SET_MSRS refuses it; nothing was written)`,
+        );
+      }
+      return w.value;
+    });
+    values.forEach((v, i) => this.#set64(at[i]!, v));
     this.#markDirty(DIRTY_STATE);
   }
 

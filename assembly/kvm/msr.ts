@@ -17,6 +17,8 @@ import { nextIp } from "../x86/decode_state";
 import { CR0_PG, EFER_FFXSR, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EFER_SVME, recomputeMode } from "../x86/mode";
 import { canonical } from "../x86/segments";
 import { tlbFlush } from "../x86/tlb";
+import { maxPhyAddr } from "../x86/paging";
+import { cpuidEcx, cpuidLookup } from "./cpuid";
 import { PEND_RDMSR, PEND_WRMSR } from "../x86/mem";
 import { breakLoop, instructionsInFlight } from "../x86/core_link";
 import { exitTo } from "./exits";
@@ -137,6 +139,26 @@ function patValid(v: u64): bool {
   return true;
 }
 
+const APIC_X2APIC: u64 = 1 << 10;
+const APIC_ENABLE: u64 = 1 << 11;
+
+/**
+ * kvm_set_apic_base for a guest WRMSR: no reserved bit (0–7, 9, MAXPHYADDR and up, x2APIC
+ * enable without x2APIC in CPUID.1:ECX[21]), not x2APIC with the APIC disabled, and not
+ * x2APIC to xAPIC nor disabled to x2APIC (KVM_SET_MSRS / KVM_SET_SREGS skip the last two:
+ * src/x86/sregs_check.ts).
+ */
+function apicBaseValid(v: u64): bool {
+  cpuidLookup(1, 0);
+  const phys = maxPhyAddr();
+  const reserved: u64 = (phys >= 64 ? 0 : ~(<u64>0) << <u64>phys) | 0x2ff | ((cpuidEcx & (1 << 21)) != 0 ? 0 : APIC_X2APIC);
+  if ((v & reserved) != 0) return false;
+  const mode = v & (APIC_ENABLE | APIC_X2APIC), old = load<u64>(S + VS_APIC_BASE) & (APIC_ENABLE | APIC_X2APIC);
+  if (mode == APIC_X2APIC) return false;
+  if (old == (APIC_ENABLE | APIC_X2APIC) && mode == APIC_ENABLE) return false;
+  return !(old == 0 && mode == (APIC_ENABLE | APIC_X2APIC));
+}
+
 /** Value check for in-kernel MSRs (KVM: kvm_set_msr_common returns 1 → #GP or an INVAL exit). */
 function validWrite(index: u32, v: u64): bool {
   switch (index) {
@@ -147,7 +169,7 @@ function validWrite(index: u32, v: u64): bool {
       if ((load<u64>(S + VS_CR0) & CR0_PG) != 0 && ((old ^ v) & EFER_LME) != 0) return false;
       return true;
     }
-    case 0x1b: return (v & 0x2ff) == 0;
+    case 0x1b: return apicBaseValid(v);
     case 0x277: return patValid(v);
     case 0xc0000082: case 0xc0000083: case 0xc0000100: case 0xc0000101: case 0xc0000102: return canonical(v);
     case 0xc0000103: return (v >> 32) == 0;
@@ -171,6 +193,7 @@ export function msrWrite(index: u32, v: u64): i32 {
     breakLoop();
     return MSR_OK;
   }
-  store<u64>(S + p, v);
+  // SYSENTER_ESP/EIP: made canonical, not refused (KVM: AMD ignores their upper half).
+  store<u64>(S + p, index == 0x175 || index == 0x176 ? <u64>((<i64>(v << 16)) >> 16) : v);
   return MSR_OK;
 }

@@ -25,6 +25,8 @@ const PF_P: u32 = 1; const PF_W: u32 = 2; const PF_U: u32 = 4; const PF_RSVD: u3
 /** Guest MAXPHYADDR (CPUID 0x80000008 EAX[7:0], 36 without that leaf like KVM). */
 let maxPhy: u32 = 36;
 export function setMaxPhyAddr(b: u32): void { maxPhy = b < 32 || b > 52 ? 36 : b; }
+/** MAXPHYADDR of the selected vCPU (its CPUID 0x80000008.EAX[7:0]). */
+export function maxPhyAddr(): u32 { return maxPhy; }
 
 /** Permission bits (tlb.ts P_*) the successful walk grants for this page. */
 export let walkPerm: u32 = 0;

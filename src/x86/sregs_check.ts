@@ -113,13 +113,22 @@ export function checkSregs(s: KvmSregs, cpuid: readonly CpuidEntry[]): void {
     if ((efer & EFER_LMA) !== 0n) bad("efer", efer, "EFER.LMA is set outside long mode (EFER.LME with CR0.PG)");
     if (s.cs.l !== 0) bad("cs.l", BigInt(s.cs.l), "a 64-bit code segment outside long mode");
   }
-  const a = s.apic_base;
-  const reserved = ((~0n << BigInt(phys)) & ((1n << 64n) - 1n)) | 0x2ffn |
+  const apic = apicBaseProblem(s.apic_base, cpuid);
+  if (apic !== undefined) bad("apic_base", s.apic_base, apic);
+}
+
+/**
+ * Why KVM refuses `a` as IA32_APIC_BASE from user space (kvm_apic_set_base: the
+ * same for KVM_SET_SREGS and KVM_SET_MSRS), or undefined when it takes it.
+ */
+export function apicBaseProblem(a: bigint, cpuid: readonly CpuidEntry[]): string | undefined {
+  const reserved = ((~0n << BigInt(maxPhyAddr(cpuid))) & ((1n << 64n) - 1n)) | 0x2ffn |
     (has(cpuid, X2APIC) ? 0n : APIC_X2APIC_ENABLE);
-  if ((a & reserved) !== 0n) bad("apic_base", a, `reserved bits ${hex(a & reserved)} are set`);
+  if ((a & reserved) !== 0n) return `reserved bits ${hex(a & reserved)} are set`;
   if ((a & APIC_X2APIC_ENABLE) !== 0n && (a & APIC_ENABLE) === 0n) {
-    bad("apic_base", a, "x2APIC mode (bit 10) without the APIC enabled (bit 11)");
+    return "x2APIC mode (bit 10) without the APIC enabled (bit 11)";
   }
+  return undefined;
 }
 
 /** KVM_SET_SREGS takes CR8 only without reserved bits (4–63); otherwise CR8 keeps its value. */

@@ -53,6 +53,18 @@ for (const mode of ["long", "protected"] as const) {
     viaStub("int 0x1f", mode, "int 0x1f", 31),
     viaStub("wrmsr of an unknown MSR: #GP", mode, "mov ecx, 0x12345\nxor eax, eax\nxor edx, edx\nwrmsr", 13),
     viaStub("rdmsr of an unknown MSR: #GP", mode, "mov ecx, 0xc0001234\nrdmsr", 13),
+    viaStub(
+      "wrmsr APIC_BASE with x2APIC mode and the APIC disabled: #GP",
+      mode,
+      "mov ecx, 0x1b\nmov eax, 0xfee00400\nxor edx, edx\nwrmsr",
+      13,
+    ),
+    viaStub(
+      "wrmsr APIC_BASE with a bit above MAXPHYADDR: #GP",
+      mode,
+      "mov ecx, 0x1b\nmov eax, 0xfee00900\nmov edx, 0x40000\nwrmsr",
+      13,
+    ),
     viaStub("16 prefixes (instruction > 15 bytes): #GP", mode, "times 15 db 0x66\nnop", 13),
     viaStub("mov ds, selector beyond the GDT limit: #GP", mode, "mov ax, 0x33\nmov ds, ax", 13),
   );

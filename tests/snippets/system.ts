@@ -125,6 +125,13 @@ export const snippets: Snippet[] = [
       expect: { regs: { rax: BigInt(v as bigint) & 0xffffffffn, rdx: BigInt(v as bigint) >> 32n } },
     }),
   ),
+  ...[[0x175, "SYSENTER_ESP"], [0x176, "SYSENTER_EIP"]].map(([msr, name]): Snippet => ({
+    // KVM makes the value canonical instead of raising #GP (AMD ignores the upper half).
+    name: `wrmsr ${name} non-canonical: read back sign-extended from bit 47 [long]`,
+    mode: "long",
+    asm: `mov ecx, ${msr}\nmov eax, 0x1234\nmov edx, 0x8000\nwrmsr\nxor eax, eax\nxor edx, edx\nrdmsr\nhlt`,
+    expect: { regs: { rax: 0x1234n, rdx: 0xffff8000n } },
+  })),
   {
     name: "swapgs exchanges GS.base and KERNEL_GS_BASE [long]",
     mode: "long",
