@@ -28,6 +28,10 @@ export const KVM_COALESCED_MMIO_MAX: i32 = 170;
 export const MAX_COALESCED_ZONES: i32 = 64;
 export const COALESCED_RING_BYTES: i32 = 4096;
 
+// CPU features (src/abi/cpu_features.ts)
+export const CR4_SUPPORTED: u64 = 0x370fff;
+export const EFER_SUPPORTED: u64 = 0xd01;
+
 // KVM constants (src/abi/constants.ts)
 export const KVM_EXIT_UNKNOWN: i32 = 0;
 export const KVM_EXIT_IO: i32 = 2;

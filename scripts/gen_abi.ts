@@ -11,6 +11,7 @@ import * as vs from "../src/abi/vcpu_state.ts";
 import * as mm from "../src/abi/memory_map.ts";
 import { MSRS } from "../src/abi/msrs.ts";
 import * as co from "../src/abi/coalesced.ts";
+import { CR4_SUPPORTED, EFER_SUPPORTED } from "../src/abi/cpu_features.ts";
 
 const GENERATED_PATH = new URL("../assembly/abi.generated.ts", import.meta.url);
 
@@ -65,6 +66,12 @@ export function generateAbi(): string {
   for (const k of ["KVM_COALESCED_MMIO_MAX", "MAX_COALESCED_ZONES", "COALESCED_RING_BYTES"] as const) {
     lines.push(`export const ${k}: i32 = ${co[k]};`);
   }
+  lines.push(
+    "",
+    "// CPU features (src/abi/cpu_features.ts)",
+    `export const CR4_SUPPORTED: u64 = 0x${CR4_SUPPORTED.toString(16)};`,
+    `export const EFER_SUPPORTED: u64 = 0x${EFER_SUPPORTED.toString(16)};`,
+  );
   lines.push("", "// KVM constants (src/abi/constants.ts)");
   for (const [k, v] of Object.entries(KVM_CONSTANTS)) lines.push(`export const ${k}: i32 = ${v};`);
   lines.push("", "// In-kernel MSR indices (src/abi/msrs.ts)");

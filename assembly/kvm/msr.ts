@@ -10,11 +10,11 @@ import {
   VMC_MSR_BITMAPS, VMC_MSR_FILTER, VMC_MSR_FILTER_FLAGS, VMC_MSR_FILTER_NRANGES, VMC_USER_MSR_MASK, VM_CONTROL_BASE,
   VS_APIC_BASE, VS_CR0, VS_CSTAR, VS_EFER, VS_INSTRUCTIONS, VS_KERNEL_GS_BASE, VS_LSTAR, VS_MISC_ENABLE, VS_PAT,
   VS_PENDING_FLAGS, VS_PENDING_RIP, VS_SEG_FS_BASE, VS_SEG_GS_BASE, VS_SFMASK, VS_STAR, VS_SYSENTER_CS,
-  VS_SYSENTER_EIP, VS_SYSENTER_ESP, VS_TSC, VS_TSC_AUX,
+  VS_SYSENTER_EIP, VS_SYSENTER_ESP, VS_TSC, VS_TSC_AUX, EFER_SUPPORTED,
 } from "../abi.generated";
 import { RUN, S } from "../x86/cpu";
 import { nextIp } from "../x86/decode_state";
-import { CR0_PG, EFER_FFXSR, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EFER_SVME, recomputeMode } from "../x86/mode";
+import { CR0_PG, EFER_LMA, EFER_LME, recomputeMode } from "../x86/mode";
 import { canonical } from "../x86/segments";
 import { tlbFlush } from "../x86/tlb";
 import { maxPhyAddr } from "../x86/paging";
@@ -163,7 +163,7 @@ function apicBaseValid(v: u64): bool {
 function validWrite(index: u32, v: u64): bool {
   switch (index) {
     case MSR_EFER: {
-      if ((v & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE | EFER_SVME | EFER_FFXSR)) != 0) return false;
+      if ((v & ~EFER_SUPPORTED) != 0) return false; // the bits kvmsim implements (src/abi/cpu_features.ts)
       const old = load<u64>(S + VS_EFER);
       // Toggling LME with paging on is refused (set_efer: is_paging && LME changes).
       if ((load<u64>(S + VS_CR0) & CR0_PG) != 0 && ((old ^ v) & EFER_LME) != 0) return false;

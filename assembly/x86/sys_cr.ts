@@ -2,7 +2,7 @@
 // `cr`/`dr` is ModRM.reg (with REX.R), `gpr` ModRM.rm. Each exec* completes its
 // instruction except execSmsw, which returns the value for the caller to store.
 import {
-  CPUID_EAX, VS_CR0, VS_CR2, VS_CR3, VS_CR4, VS_CR8, VS_DR, VS_EFER, VS_SEG_CS_L, VS_XCR0,
+  CPUID_EAX, CR4_SUPPORTED, VS_CR0, VS_CR2, VS_CR3, VS_CR4, VS_CR8, VS_DR, VS_EFER, VS_SEG_CS_L, VS_XCR0,
 } from "../abi.generated";
 import { RAX, RCX, RDX, S, ST_OK, reg64, setReg64, setRip, status } from "./cpu";
 import { ea, eaSeg, nextIp, opSize } from "./decode_state";
@@ -18,8 +18,6 @@ import { breakLoop } from "./core_link";
 import { DR6_FIXED, refreshDebug } from "./debug";
 import { cpuidEax, cpuidEdx, cpuidLookup, findCpuid } from "../kvm/cpuid";
 
-/** CR4 bits kvmsim accepts (no LA57, VMXE, SMXE, PKE, CET). */
-const CR4_VALID: u64 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x20000 | 0x40000 | 0x100000 | 0x200000;
 
 /** MAXPHYADDR of the guest's CPUID (cpuid_maxphyaddr() in KVM). */
 function guestMaxPhyAddr(): u64 {
@@ -57,7 +55,7 @@ export function setCr0(v: u64): bool {
 }
 
 function setCr4(v: u64): bool {
-  if ((v & ~CR4_VALID) != 0) return false;
+  if ((v & ~CR4_SUPPORTED) != 0) return false; // the bits kvmsim implements (src/abi/cpu_features.ts)
   const efer = load<u64>(S + VS_EFER);
   if ((efer & EFER_LMA) != 0 && (v & CR4_PAE) == 0) return false;
   if ((v & CR4_PCIDE) != 0 && (load<u64>(S + VS_CR4) & CR4_PCIDE) == 0) {

@@ -20,11 +20,12 @@
  *
  * @module
  */
+import { EFER_SUPPORTED } from "../abi/cpu_features.ts";
 import { type CpuidEntry, findCpuid, LINEAR_ADDRESS_BITS } from "./cpuid.ts";
 import { isCanonical } from "./page_tables.ts";
 import { apicBaseProblem } from "./sregs_check.ts";
 
-const EFER_KNOWN = 0x1n | 0x100n | 0x400n | 0x800n; // SCE, LME, LMA, NXE
+const EFER_KNOWN = BigInt(EFER_SUPPORTED); // SCE, LME, LMA, NXE
 const EFER_LMA = 0x400n;
 const CANONICAL = new Set([0xc0000082, 0xc0000083, 0xc0000100, 0xc0000101, 0xc0000102]);
 

@@ -5,10 +5,11 @@
  * /dev/kvm in tests/vm_sregs_check_test.ts:
  *
  * - CR0: bits 63:32 set, NW without CD, PG without PE;
- * - CR4: a bit KVM reserves, or one whose feature the vCPU's CPUID table
- *   does not report (`__cr4_reserved_bits`: OSXSAVE needs XSAVE, SMEP, SMAP,
- *   FSGSBASE, PKE needs PKU, LA57, UMIP, VMXE needs VMX, SMXE needs SMX, PCIDE
- *   needs PCID, CET needs shadow stacks or IBT, PKS, LAM_SUP needs LAM);
+ * - CR4: a bit outside what kvmsim's CPU implements (the host's
+ *   cr4_reserved_bits: src/abi/cpu_features.ts CR4_SUPPORTED, also what MOV to
+ *   CR4 allows). Upstream KVM also refuses the bits whose feature the vCPU's
+ *   CPUID lacks (cr4_guest_rsvd_bits); this host's kvm_pvm does not, and
+ *   neither does kvmsim, at KVM_SET_SREGS or at MOV to CR4;
  * - with EFER.LME and CR0.PG (long mode): CR4.PAE and EFER.LMA must be set
  *   and CR3 must be a legal GPA (no bit at or above MAXPHYADDR); otherwise
  *   neither EFER.LMA nor CS.L may be set;
@@ -22,6 +23,7 @@
  * @module
  */
 import { InvalidArgumentError } from "../errors.ts";
+import { CR4_SUPPORTED } from "../abi/cpu_features.ts";
 import { type CpuidEntry, findCpuid } from "./cpuid.ts";
 import type { KvmSregs } from "./regs.ts";
 
@@ -34,36 +36,33 @@ const APIC_X2APIC_ENABLE = bit(10), APIC_ENABLE = bit(11);
 /** A CPUID feature bit: leaf, sub-leaf, register, bit. */
 type Feature = readonly [leaf: number, index: number, reg: "eax" | "ebx" | "ecx" | "edx", bit: number];
 
-/**
- * CR4 bits KVM allows (the complement of CR4_RESERVED_BITS, with SMXE and
- * PKS, which the vendor code allows with their feature), each with the CPUID
- * features of which one must be reported, or none when it is always allowed.
- */
-const CR4_BITS: readonly (readonly [name: string, bit: number, needs: readonly Feature[]])[] = [
-  ["VME", 0, []],
-  ["PVI", 1, []],
-  ["TSD", 2, []],
-  ["DE", 3, []],
-  ["PSE", 4, []],
-  ["PAE", 5, []],
-  ["MCE", 6, []],
-  ["PGE", 7, []],
-  ["PCE", 8, []],
-  ["OSFXSR", 9, []],
-  ["OSXMMEXCPT", 10, []],
-  ["UMIP", 11, [[7, 0, "ecx", 2]]],
-  ["LA57", 12, [[7, 0, "ecx", 16]]],
-  ["VMXE", 13, [[1, 0, "ecx", 5]]],
-  ["SMXE", 14, [[1, 0, "ecx", 6]]],
-  ["FSGSBASE", 16, [[7, 0, "ebx", 0]]],
-  ["PCIDE", 17, [[1, 0, "ecx", 17]]],
-  ["OSXSAVE", 18, [[1, 0, "ecx", 26]]],
-  ["SMEP", 20, [[7, 0, "ebx", 7]]],
-  ["SMAP", 21, [[7, 0, "ebx", 20]]],
-  ["PKE", 22, [[7, 0, "ecx", 3]]],
-  ["CET", 23, [[7, 0, "ecx", 7], [7, 0, "edx", 20]]],
-  ["PKS", 24, [[7, 0, "ecx", 31]]],
-  ["LAM_SUP", 28, [[7, 1, "eax", 26]]],
+/** CR4 bit names, for the messages. */
+const CR4_NAMES: readonly (readonly [name: string, bit: number])[] = [
+  ["VME", 0],
+  ["PVI", 1],
+  ["TSD", 2],
+  ["DE", 3],
+  ["PSE", 4],
+  ["PAE", 5],
+  ["MCE", 6],
+  ["PGE", 7],
+  ["PCE", 8],
+  ["OSFXSR", 9],
+  ["OSXMMEXCPT", 10],
+  ["UMIP", 11],
+  ["LA57", 12],
+  ["VMXE", 13],
+  ["SMXE", 14],
+  ["FSGSBASE", 16],
+  ["PCIDE", 17],
+  ["OSXSAVE", 18],
+  ["KL", 19],
+  ["SMEP", 20],
+  ["SMAP", 21],
+  ["PKE", 22],
+  ["CET", 23],
+  ["PKS", 24],
+  ["LAM_SUP", 28],
 ];
 const X2APIC: Feature = [1, 0, "ecx", 21];
 
@@ -78,18 +77,12 @@ export function maxPhyAddr(cpuid: readonly CpuidEntry[]): number {
   return e === undefined ? 36 : e.eax & 0xff;
 }
 
-/** The CR4 bits a vCPU with this CPUID table may set. */
-export function cr4Allowed(cpuid: readonly CpuidEntry[]): bigint {
-  let ok = 0n;
-  for (const [, b, needs] of CR4_BITS) if (needs.length === 0 || needs.some((f) => has(cpuid, f))) ok |= bit(b);
-  return ok;
-}
-
 const hex = (v: bigint) => `0x${v.toString(16)}`;
-const names = (v: bigint) =>
-  CR4_BITS.filter(([, b]) => (v & bit(b)) !== 0n).map(([n]) => n).concat(
-    (v & ~CR4_BITS.reduce((m, [, b]) => m | bit(b), 0n)) !== 0n ? ["reserved bits"] : [],
-  ).join(", ");
+const names = (v: bigint) => {
+  const named = CR4_NAMES.filter(([, b]) => (v & bit(b)) !== 0n).map(([n]) => n);
+  const rest = CR4_NAMES.reduce((m, [, b]) => m & ~bit(b), v);
+  return [...named, ...(rest !== 0n ? [`bits 0x${rest.toString(16)}`] : [])].join(", ");
+};
 
 /** Throw what KVM_SET_SREGS would refuse in `s` (the whole new state) with EINVAL. */
 export function checkSregs(s: KvmSregs, cpuid: readonly CpuidEntry[]): void {
@@ -100,10 +93,8 @@ export function checkSregs(s: KvmSregs, cpuid: readonly CpuidEntry[]): void {
   if ((cr0 >> 32n) !== 0n) bad("cr0", cr0, "bits 63:32 are reserved");
   if ((cr0 & CR0_NW) !== 0n && (cr0 & CR0_CD) === 0n) bad("cr0", cr0, "NW (bit 29) is set without CD (bit 30)");
   if ((cr0 & CR0_PG) !== 0n && (cr0 & CR0_PE) === 0n) bad("cr0", cr0, "PG (bit 31) is set without PE (bit 0)");
-  const extra = cr4 & ~cr4Allowed(cpuid);
-  if (extra !== 0n) {
-    bad("cr4", cr4, `${names(extra)} (${hex(extra)}) not allowed: reserved, or the feature is not in the vCPU's CPUID`);
-  }
+  const extra = cr4 & ~BigInt(CR4_SUPPORTED);
+  if (extra !== 0n) bad("cr4", cr4, `${names(extra)} (${hex(extra)}) not implemented by kvmsim's CPU (reserved)`);
   const phys = maxPhyAddr(cpuid);
   if ((efer & EFER_LME) !== 0n && (cr0 & CR0_PG) !== 0n) {
     if ((cr4 & CR4_PAE) === 0n) bad("cr4", cr4, "long mode (EFER.LME with CR0.PG) needs CR4.PAE");

@@ -53,6 +53,7 @@ for (const mode of ["long", "protected"] as const) {
     viaStub("int 0x1f", mode, "int 0x1f", 31),
     viaStub("wrmsr of an unknown MSR: #GP", mode, "mov ecx, 0x12345\nxor eax, eax\nxor edx, edx\nwrmsr", 13),
     viaStub("rdmsr of an unknown MSR: #GP", mode, "mov ecx, 0xc0001234\nrdmsr", 13),
+    viaStub("wrmsr EFER.SVME (no SVM): #GP", mode, "mov ecx, 0xc0000080\nrdmsr\nor eax, 0x1000\nwrmsr", 13),
     viaStub(
       "wrmsr APIC_BASE with x2APIC mode and the APIC disabled: #GP",
       mode,
