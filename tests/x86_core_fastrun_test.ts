@@ -191,3 +191,29 @@ Deno.test("RET to a non-canonical address: #GP(0) at the RET, RSP unchanged (the
   assert.equal(rip, BigInt(g.at("r")));
   assert.equal(rsp, sp - 8n);
 });
+
+Deno.test("HLT in the fast path: each exit has RIP past the HLT and counts it, as through step(); at CPL 3 it is #GP(0) at the HLT", () => {
+  const src = "mov ecx, 50\ntop:\ninc rax\nadd rbx, rcx\nhlt\ndec ecx\njnz top\nmov edx, 7\nhlt";
+  const exits = (hw: boolean, budget: number) => {
+    const r = setup(src, "long", 3);
+    if (hw) r.vcpu.setGuestDebug({ control: HW, debugreg: [0xdead0000n, 0n, 0n, 0n, 0n, 0n, 0n, 1n] });
+    const out: string[] = [];
+    while (out.length < 51) {
+      const e = r.vcpu.runRaw(budget);
+      if (e === K.KVM_EXIT_INTR) continue;
+      assert.equal(e, K.KVM_EXIT_HLT);
+      out.push(`${r.vcpu.getRegs().rip.toString(16)} ${r.vcpu.instructions}`);
+    }
+    return [out, snapshot(r)];
+  };
+  const want = exits(true, 1_000_000);
+  for (const budget of [1_000_000, 1, 2, 5]) assert.deepEqual(exits(false, budget), want, `budget ${budget}`);
+  const g = guest(`user: insn: hlt\nhlt\nh13: hlt`);
+  g.userSegments();
+  g.userPages();
+  g.gatesFromLabels();
+  g.tss({ sp0: 0x80000 });
+  g.enterRing3("user", 0x70000);
+  g.hltAt("h13");
+  assert.deepEqual(g.stack(2), [0n, BigInt(g.at("insn"))]);
+});

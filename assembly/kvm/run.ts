@@ -36,7 +36,7 @@ import {
   hwBpDebug, refreshDebug, singleStepDebug,
 } from "../x86/debug";
 import { deliverEvent, tripleFault } from "../x86/sys_int";
-import { flagsIn, getFlags, setFlags, step, stepMany } from "../x86/core_link";
+import { flagsIn, getFlags, setFlags, step, stepFast, stepMany } from "../x86/core_link";
 import { flagsOther } from "../x86/flags";
 import { cpuidEax, cpuidLookup, findCpuid } from "./cpuid";
 import { tscRunEnd, tscRunStart } from "./msr";
@@ -209,11 +209,12 @@ export function run(runBase: i32, budget: i32): i32 {
   const replays = load<u32>(S + VS_REPLAY_COUNT);
   const immediate = <u32>load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT);
   if ((pf | replays | immediate) != 0 || mode == MODE_V86 || eventsPending) {
-    if (completeFast(pf, replays, immediate)) return runLoop(budget, true);
+    if (completeFast(pf, replays, immediate)) return resumeFast(budget);
     const r = entrySlow(pf);
     if (r >= 0) return r;
+    return runLoop(budget, false);
   }
-  return runLoop(budget, false);
+  return plainStepping() ? resumeFast(budget) : runLoop(budget, false);
 }
 
 /**
@@ -265,6 +266,30 @@ function enter(runBase: i32): void {
   replayClear();
   return true;
 }
+
+/**
+ * Entry with nothing to replay and nothing per-instruction on (after a fast completion,
+ * or with nothing pending): fastRun straight from RIP, the way the next exit usually
+ * comes, then runLoop for the rest of the budget.
+ */
+@inline function resumeFast(budget: i32): i32 {
+  if (budget <= 0 || resumeMisses > 0) {
+    if (resumeMisses > 0) resumeMisses--;
+    return runLoop(budget, true);
+  }
+  const k = stepFast(budget);
+  if (k < 0) return runLoop(budget, true);
+  if (status == ST_EXIT) return finishExit();
+  if (status != ST_OK) return deliverPending() ? runLoop(budget - k, true) : finishExit();
+  // fastRun stopped at an instruction it does not run (INT3, string IO, ...): the next
+  // entries skip this lane for a while (there it only adds a call).
+  resumeMisses = RESUME_SKIP;
+  return runLoop(budget - k, true);
+}
+
+/** Entries left that go to runLoop directly, after the fast lane last stopped short of an exit. */
+let resumeMisses: i32 = 0;
+const RESUME_SKIP: i32 = 16;
 
 /** The rare part of run() entry; returns an exit reason (finished) or -1 to run the loop. */
 function entrySlow(pf: u32): i32 {

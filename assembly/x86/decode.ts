@@ -534,6 +534,23 @@ function aluMem(op: i32, addr: u64, b: u64, size: i32, m64: bool): bool {
   }
 }
 
+/**
+ * stepMany's hot loop alone, for run() right after it completed an exit: fastRun from RIP
+ * when the fetch window holds it in 32/64-bit code; RIP and VS_INSTRUCTIONS are then
+ * current. Returns how many instructions it retired (status says why it stopped), or -1
+ * when it could not start (nothing done).
+ */
+export function stepFast(n: i32): i32 {
+  const ip = rip();
+  const wLo = fwLo, wHi = fwHi;
+  if (!(ip >= wLo && ip + 16 <= wHi && ip + 16 > ip) || !(is64() || csDefault32())) return -1;
+  const user = cpl() == 3;
+  const i = fastRun(ip, n, is64(), wLo, wHi - 16 - wLo, fwDelta, S + VS_GPR, user ? P_UR : P_SR, user ? P_UW : P_SW);
+  setRip(runIp);
+  if (i > 0) countRetired(i);
+  return i;
+}
+
 /** Execute up to n instructions; returns how many retired. */
 export function stepMany(n: i32): i32 {
   loopBreak = false;

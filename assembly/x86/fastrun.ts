@@ -24,6 +24,9 @@
 //   TLB on an address the one-entry MMIO translation covers exits there too
 //   (mem.ts mmioStoreFinal / mmioLoadFinal, as fastStep's MOV does: ST_EXIT,
 //   RIP and runIp at it; a load with its register completion recorded).
+//   HLT (F4, no prefix) runs as fastStep runs it: it commits (RIP past it) and
+//   exits, and counts as retired (runIp past it); at CPL > 0 its #GP returns
+//   with runIp at it.
 // - Memory operands only in 64-bit mode (DS/SS base 0, no limits, no
 //   prefixes so no FS/GS): a TLB hit with the right permission on a
 //   page-contained access goes straight to the host page, like fastRead /
@@ -53,9 +56,9 @@ import {
 } from "./flags";
 import { tlbEntry } from "./tlb";
 import { jitIp, jitProbe } from "./jit";
-import { ST_OK, rip, setRip, status } from "./cpu";
+import { ST_EXIT, ST_OK, rip, setRip, status } from "./cpu";
 import { setInsnStart, setNextIp, setRex } from "./decode_state";
-import { sysCpuid, sysIn, sysOut, sysRdmsr } from "./exec_system";
+import { sysCpuid, sysHlt, sysIn, sysOut, sysRdmsr } from "./exec_system";
 import { mmioLoadFinal, mmioStoreFinal, pendLoadReg } from "./mem";
 import { ringTick } from "../kvm/coalesced";
 import { MSR_TSC } from "../kvm/msr";
@@ -493,6 +496,14 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         ip = rip(); // an OUT taken by a coalesced zone (kvm/coalesced.ts): no exit
         i++;
         continue;
+      }
+      case 0xf4: { // HLT: commits, then exits (KVM_EXIT_HLT), as fastStep's HLT
+        if (pre != 0) { runIp = ip; return i; }
+        beginAt(ip, 1);
+        sysHlt();
+        if (status == ST_EXIT) { runIp = rip(); return i + 1; }
+        runIp = ip; // #GP(0) at CPL > 0
+        return i;
       }
       case 0x0f: { // CPUID / RDMSR (0F A2 / 0F 32): run in the kernel, as fastStep runs them
         const op = <u32>(x >> 8) & 0xff;
