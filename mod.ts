@@ -37,8 +37,14 @@ export {
   mmioIsWrite,
   mmioLen,
   mmioPhysAddr,
+  msrDataHi,
+  msrDataLo,
+  msrIndex,
+  msrReason,
   runFlags,
   setImmediateExit,
+  setMsrData,
+  setMsrError,
   snapshotExit,
 } from "./src/exits/decode.ts";
 export type { RecordedExit } from "./src/exits/decode.ts";

@@ -14,6 +14,7 @@ import type { GuestVcpu, GuestVm } from "../src/backends/types.ts";
 import type { Vcpu } from "../src/vcpu.ts";
 import type { Vm } from "../src/vm.ts";
 import { RESERVED_SIZE } from "../src/x86/setup.ts";
+import { type KvmRun, setMsrData } from "../src/exits/decode.ts";
 
 /**
  * What a rate counts: exits, guest instructions, or (coalesced paths) writes
@@ -106,12 +107,15 @@ export type PathHandler =
    * counts iterations in rsi (checked against the units).
    */
   | { readonly kind: "in-kernel" }
-  /** RDMSR of `index` with user-space MSR exits: KVM_EXIT_X86_RDMSR, `fn` answers with setData; the guest adds eax into ebx (checked). */
+  /**
+   * RDMSR of `index` with user-space MSR exits: KVM_EXIT_X86_RDMSR, `fn` answers through the
+   * allocation-free kvm_run accessors (decode.ts setMsrData); the guest adds eax into ebx (checked).
+   */
   | {
     readonly kind: "msr-user";
     readonly index: number;
     readonly expectByte: number;
-    readonly fn: (exit: { setData(v: bigint): void }, sink: Sink) => void;
+    readonly fn: (run: KvmRun, sink: Sink) => void;
   }
   /** INT3 with KVM_GUESTDBG_USE_SW_BP: KVM_EXIT_DEBUG (#BP at the INT3); `fn` moves RIP past it. The guest counts in rsi (checked). */
   | { readonly kind: "debug-sw-bp"; readonly fn: (vcpu: GuestVcpu, sink: Sink) => void }
@@ -296,8 +300,8 @@ export function stringOutCheck(
 }
 
 /** The user-space RDMSR handler: answer {@link BENCH_BYTE} and count it. */
-export function answerMsr(exit: { setData(v: bigint): void }, sink: Sink): void {
-  exit.setData(BigInt(BENCH_BYTE));
+export function answerMsr(run: KvmRun, sink: Sink): void {
+  setMsrData(run, BENCH_BYTE, 0);
   sink.calls++;
   sink.sum = (sink.sum + BENCH_BYTE) | 0;
 }

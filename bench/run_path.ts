@@ -18,6 +18,8 @@ import {
   mmioData,
   mmioIsWrite,
   mmioPhysAddr,
+  msrIndex,
+  msrReason,
 } from "../src/exits/decode.ts";
 import type { ExitHandlers } from "../src/exits/dispatch.ts";
 import { RESUME } from "../src/exits/outcome.ts";
@@ -351,11 +353,10 @@ export function switchStep(p: BenchPath, vcpu: GuestVcpu, sink: Sink): (n: numbe
           const reason = vcpu.runRaw();
           switch (reason) {
             case K.KVM_EXIT_X86_RDMSR: {
-              const exit = decodeExit(run);
-              if (
-                exit.reason !== "x86_rdmsr" || exit.index !== index || exit.msrReason !== K.KVM_MSR_EXIT_REASON_UNKNOWN
-              ) unexpected(p, vcpu, reason);
-              fn(exit, sink);
+              if (msrIndex(run) !== index || msrReason(run) !== K.KVM_MSR_EXIT_REASON_UNKNOWN) {
+                unexpected(p, vcpu, reason);
+              }
+              fn(run, sink);
               break;
             }
             default:

@@ -19,6 +19,12 @@ import {
   mmioIsWrite,
   mmioLen,
   mmioPhysAddr,
+  msrDataHi,
+  msrDataLo,
+  msrIndex,
+  msrReason,
+  setMsrData,
+  setMsrError,
   snapshotExit,
 } from "../src/exits/decode.ts";
 import { StaleExitError } from "../src/errors.ts";
@@ -153,6 +159,23 @@ Deno.test("decodeExit() x86_rdmsr: setData()/setError() write msr.data / msr.err
   e.setData(0x1122334455667788n);
   assert.equal(dv.getBigUint64(off("msr.data"), true), 0x1122334455667788n);
   e.setError();
+  assert.equal(u8[off("msr.error")], 1);
+});
+
+Deno.test("MSR exit accessors read what decodeExit reads and write what setData()/setError() write", () => {
+  const { run, dv, u8 } = fab(K.KVM_EXIT_X86_WRMSR);
+  dv.setUint32(off("msr.reason"), K.KVM_MSR_EXIT_REASON_UNKNOWN, true);
+  dv.setUint32(off("msr.index"), 0xc0001234, true);
+  dv.setBigUint64(off("msr.data"), 0x8899aabbccddeeffn, true);
+  const e = decodeExit(run);
+  assert.ok(e.reason === "x86_wrmsr");
+  assert.deepEqual([msrIndex(run), msrReason(run)], [e.index, e.msrReason]);
+  assert.equal(BigInt(msrDataHi(run)) << 32n | BigInt(msrDataLo(run)), e.data);
+  setMsrData(run, 0x55667788, 0x11223344);
+  assert.equal(dv.getBigUint64(off("msr.data"), true), 0x1122334455667788n);
+  setMsrData(run, -1, 2 ** 32 + 5); // each half mod 2^32
+  assert.equal(dv.getBigUint64(off("msr.data"), true), 0x00000005ffffffffn);
+  setMsrError(run);
   assert.equal(u8[off("msr.error")], 1);
 });
 

@@ -229,6 +229,31 @@ export function mmioData(run: KvmRun): Uint8Array | undefined {
   const len = mmioLen(run);
   return len >= 1 && len <= MMIO_DATA_MAX ? run.mmioView(len) : undefined;
 }
+/** `kvm_run.msr.index` of a KVM_EXIT_X86_RDMSR / WRMSR exit. */
+export function msrIndex(run: KvmRun): number {
+  return run.u32[(run.base + MSR_INDEX) >>> 2]!;
+}
+/** `kvm_run.msr.reason` (KVM_MSR_EXIT_REASON_*). */
+export function msrReason(run: KvmRun): number {
+  return run.u32[(run.base + MSR_REASON) >>> 2]!;
+}
+/** The low and high 32 bits of `kvm_run.msr.data` (a WRMSR's value). */
+export function msrDataLo(run: KvmRun): number {
+  return run.u32[(run.base + MSR_DATA) >>> 2]!;
+}
+export function msrDataHi(run: KvmRun): number {
+  return run.u32[((run.base + MSR_DATA) >>> 2) + 1]!;
+}
+/** Answer an RDMSR exit with `hi:lo` (each taken mod 2^32), as the decoded exit's setData does. */
+export function setMsrData(run: KvmRun, lo: number, hi: number): void {
+  const i = (run.base + MSR_DATA) >>> 2;
+  run.u32[i] = lo;
+  run.u32[i + 1] = hi;
+}
+/** Make an MSR exit fail (`kvm_run.msr.error = 1`): the next KVM_RUN injects #GP. */
+export function setMsrError(run: KvmRun): void {
+  run.u8[run.base + MSR_ERROR] = 1;
+}
 /** `kvm_run.immediate_exit`. */
 export function immediateExit(run: KvmRun): number {
   return run.u8[run.base + IMMEDIATE_EXIT]!;
