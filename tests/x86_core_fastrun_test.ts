@@ -19,6 +19,7 @@ import type { KvmRegs } from "../src/x86/regs.ts";
 import type { Vcpu } from "../src/vcpu.ts";
 import type { Vm } from "../src/vm.ts";
 import { guest } from "./x86_sys_harness.ts";
+import { ioCount, ioPort, ioSingleData, ioSize } from "../src/exits/decode.ts";
 
 const LOAD = 0x1000;
 const DATA = 0x40000;
@@ -216,4 +217,39 @@ Deno.test("HLT in the fast path: each exit has RIP past the HLT and counts it, a
   g.enterRing3("user", 0x70000);
   g.hltAt("h13");
   assert.deepEqual(g.stack(2), [0n, BigInt(g.at("insn"))]);
+});
+
+Deno.test("OUTSB / REP OUTSB in the fast path: every exit (data, RIP, RSI, RCX, count) as through step()", () => {
+  // The source straddles a page edge in some cases (the second page through the TLB's miss path).
+  const cases = [
+    { name: "rep outsb up", asm: "mov rsi, 0x40ff8\nmov ecx, 20\ncld\nrep outsb\nmov eax, 1\nhlt" },
+    { name: "rep outsb down", asm: "mov rsi, 0x40008\nmov ecx, 20\nstd\nrep outsb\ncld\nhlt" },
+    { name: "rep outsb, rcx 0", asm: "mov rsi, 0x40000\nxor ecx, ecx\nrep outsb\nmov eax, 2\nhlt" },
+    { name: "outsb x3", asm: "mov rsi, 0x40ffe\noutsb\noutsb\noutsb\nhlt" },
+    { name: "loop of rep outsb", asm: "mov r8d, 5\nl:\nmov rsi, 0x40100\nmov ecx, 3\nrep outsb\ndec r8d\njnz l\nhlt" },
+  ];
+  for (const c of cases) {
+    const trace = (hw: boolean, budget: number) => {
+      const r = setup(`mov edx, 0x3f8\n${c.asm}`, "long", 7);
+      if (hw) r.vcpu.setGuestDebug({ control: HW, debugreg: [0xdead0000n, 0n, 0n, 0n, 0n, 0n, 0n, 1n] });
+      const out: string[] = [];
+      for (let k = 0; k < 10_000; k++) {
+        const e = r.vcpu.runRaw(budget);
+        if (e === K.KVM_EXIT_INTR) continue;
+        if (e === K.KVM_EXIT_HLT) break;
+        assert.equal(e, K.KVM_EXIT_IO, `${c.name}: exit ${e}`);
+        const g = r.vcpu.getRegs(), kr = r.vcpu.kvmRun;
+        out.push(
+          `${ioPort(kr).toString(16)}/${ioSize(kr)}x${ioCount(kr)} ${ioSingleData(kr)![0]} rip ${g.rip.toString(16)} ` +
+            `rsi ${g.rsi.toString(16)} rcx ${g.rcx.toString(16)} n ${r.vcpu.instructions}`,
+        );
+      }
+      return [out, snapshot(r)];
+    };
+    const want = trace(true, 1_000_000);
+    assert.ok((want[0] as string[]).length > 0 || c.name.includes("rcx 0"), c.name);
+    for (const budget of [1_000_000, 1, 2, 3]) {
+      assert.deepEqual(trace(false, budget), want, `${c.name}, budget ${budget}`);
+    }
+  }
 });

@@ -24,6 +24,9 @@
 //   TLB on an address the one-entry MMIO translation covers exits there too
 //   (mem.ts mmioStoreFinal / mmioLoadFinal, as fastStep's MOV does: ST_EXIT,
 //   RIP and runIp at it; a load with its register completion recorded).
+//   OUTSB / REP OUTSB (6E / F3 6E) in 64-bit code run one element with its exit
+//   when RSI hits the TLB (io.ts outsbFast, as execOuts runs it); a REP with RCX 0
+//   just retires.
 //   HLT (F4, no prefix) runs as fastStep runs it: it commits (RIP past it) and
 //   exits, and counts as retired (runIp past it); at CPL > 0 its #GP returns
 //   with runIp at it.
@@ -59,6 +62,7 @@ import { jitIp, jitProbe } from "./jit";
 import { ST_EXIT, ST_OK, rip, setRip, status } from "./cpu";
 import { setInsnStart, setNextIp, setRex } from "./decode_state";
 import { sysCpuid, sysHlt, sysIn, sysOut, sysRdmsr } from "./exec_system";
+import { outsbFast } from "./io";
 import { mmioLoadFinal, mmioStoreFinal, pendLoadReg } from "./mem";
 import { ringTick } from "../kvm/coalesced";
 import { MSR_TSC } from "../kvm/msr";
@@ -496,6 +500,19 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         ip = rip(); // an OUT taken by a coalesced zone (kvm/coalesced.ts): no exit
         i++;
         continue;
+      }
+      case 0x6e: case 0xf3: { // OUTSB / REP OUTSB in 64-bit code: one element and its exit (io.ts outsbFast)
+        const rep = b == 0xf3;
+        if (!m64 || pre != 0 || (rep && (<u32>(x >> 8) & 0xff) != 0x6e)) { runIp = ip; return i; }
+        const n1: u64 = rep ? 2 : 1;
+        if (rep && load<u64>(g + 8) == 0) { ip += n1; i++; continue; } // RCX 0: the REP is done, it retires
+        const h = hostOf(load<u64>(g + 48), 1, pr); // the byte at RSI (DS base 0 in 64-bit mode)
+        if (h < 0) { runIp = ip; return i; }
+        beginAt(ip, n1);
+        if (!outsbFast(<usize>h, rep)) { runIp = ip; return i; }
+        if (rep) { runIp = ip; return i; } // RIP stays at the REP for every element, as KVM's emulator leaves it
+        runIp = ip + 1;
+        return i + 1; // OUTSB retired before its exit
       }
       case 0xf4: { // HLT: commits, then exits (KVM_EXIT_HLT), as fastStep's HLT
         if (pre != 0) { runIp = ip; return i; }

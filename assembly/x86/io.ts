@@ -263,6 +263,26 @@ export function execOuts(): void {
   }
 }
 
+/**
+ * One element of OUTSB / REP OUTSB in 64-bit code with no segment override or address-size
+ * prefix, its source byte at host address `h` (fastRun checked the rest: REP with RCX > 0,
+ * a TLB hit on RSI), as execOuts runs it: RSI (and RCX) move, RIP past a non-REP OUTSB
+ * (fastRun stored RIP and nextIp), the exit. False, nothing done: the permission needs the
+ * TSS bitmap or a coalesced zone may take the byte (execOuts then runs it).
+ */
+export function outsbFast(h: usize, rep: bool): bool {
+  if (!ioPlain() || coalescing()) return false;
+  const port = <i32>(reg64(2) & 0xffff);
+  const v = <u32>load<u8>(h);
+  setReg64(RSI, reg64(RSI) + ((flagsOther & RFLAGS_DF) != 0 ? <u64>-1 : 1));
+  if (rep) setReg64(RCX, reg64(RCX) - 1);
+  else setRip(nextIp);
+  replayClear();
+  store<u32>(RUN + PIO_DATA, v);
+  ioExit(KVM_EXIT_IO_OUT, port, 1, 1);
+  return true;
+}
+
 @inline function loadPio(i: i32, size: i32): u64 {
   const p = RUN + PIO_DATA + i * size;
   return size == 1 ? <u64>load<u8>(p) : size == 2 ? <u64>load<u16>(p) : <u64>load<u32>(p);
