@@ -87,7 +87,7 @@ export let flagsOther: u64 = 2;
   return (~<u64>popcnt<u32>(<u32>v & 0xff) & 1) << 2;
 }
 
-export function getCF(): bool {
+@inline export function getCF(): bool {
   switch (ccOp) {
     case CC_EAGER: return (ccFlags & CF) != 0;
     case CC_ADD: return ccRes < ccA;
@@ -107,7 +107,7 @@ export function getCF(): bool {
   return ccOp == CC_EAGER ? (ccFlags & SF) != 0 : (ccRes & signBit(ccSize)) != 0;
 }
 
-export function getOF(): bool {
+@inline export function getOF(): bool {
   const sb = signBit(ccSize);
   switch (ccOp) {
     case CC_EAGER: return (ccFlags & OF) != 0;
@@ -125,7 +125,7 @@ export function getPF(): bool {
   return ccOp == CC_EAGER ? (ccFlags & PF) != 0 : parity(ccRes) != 0;
 }
 
-export function getAF(): bool {
+@inline export function getAF(): bool {
   if (ccOp == CC_EAGER) return (ccFlags & AF) != 0;
   if (ccOp == CC_LOGIC) return false;
   if (ccOp == CC_INC) return (ccRes & 0xf) == 0;
