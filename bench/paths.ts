@@ -15,6 +15,7 @@ import type { Vcpu } from "../src/vcpu.ts";
 import type { Vm } from "../src/vm.ts";
 import { RESERVED_SIZE } from "../src/x86/setup.ts";
 import { type KvmRun, setMsrData } from "../src/exits/decode.ts";
+import { fillBytes } from "../src/devices/bus.ts";
 
 /**
  * What a rate counts: exits, guest instructions, or (coalesced paths) writes
@@ -192,7 +193,7 @@ export function countHlt(sink: Sink): void {
 
 /** The IN/MMIO-read handler: fill the data with {@link BENCH_BYTE} and count it. */
 export function fillByte(data: Uint8Array, sink: Sink): void {
-  data.fill(BENCH_BYTE);
+  fillBytes(data, BENCH_BYTE);
   sink.calls++;
   sink.sum = (sink.sum + BENCH_BYTE) | 0;
 }

@@ -8,7 +8,7 @@
  * @module
  */
 import { exitReasonName, KVM_CONSTANTS as K } from "../src/abi/constants.ts";
-import type { BusAccess, BusDevice } from "../src/devices/bus.ts";
+import { type BusAccess, type BusDevice, fillBytes } from "../src/devices/bus.ts";
 import {
   decodeExit,
   ioCount,
@@ -84,7 +84,7 @@ function busDevice(name: string, fn: (data: Uint8Array, sink: Sink) => void, sin
   return {
     name,
     read(_offset: number, data: Uint8Array, _a: BusAccess): void {
-      data.fill(0xff);
+      fillBytes(data, 0xff);
     },
     write(_offset: number, data: Uint8Array, _a: BusAccess): void {
       fn(data, sink);

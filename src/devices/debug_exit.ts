@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { BusAccess, BusDevice } from "./bus.ts";
+import { type BusAccess, type BusDevice, fillBytes } from "./bus.ts";
 import { leNum } from "./bytes.ts";
 import { type ExitOutcome, stop } from "../exits/outcome.ts";
 
@@ -20,7 +20,7 @@ export class DebugExitDevice implements BusDevice {
   lastValue: number | undefined;
 
   read(_offset: number, data: Uint8Array, _a: BusAccess): void {
-    data.fill(0xff);
+    fillBytes(data, 0xff);
   }
 
   write(_offset: number, data: Uint8Array, a: BusAccess): ExitOutcome {

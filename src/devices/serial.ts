@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { BusAccess, BusDevice } from "./bus.ts";
+import { type BusAccess, type BusDevice, fillBytes } from "./bus.ts";
 import { type ByteSink, stdoutSink } from "./sink.ts";
 
 /** The standard COM1 base port. */
@@ -53,7 +53,7 @@ export class Serial16550 implements BusDevice {
 
   read(offset: number, data: Uint8Array, _a: BusAccess): void {
     // Multi-byte accesses read the register at `offset`, upper bytes 0.
-    data.fill(0);
+    fillBytes(data, 0);
     data[0] = this.#readReg(offset);
   }
 
