@@ -280,7 +280,9 @@ function enter(runBase: i32): void {
   const k = stepFast(budget);
   if (k < 0) return runLoop(budget, true);
   if (status == ST_EXIT) return finishExit();
-  if (status != ST_OK) return deliverPending() ? runLoop(budget - k, true) : finishExit();
+  // A fault (#GP from an IO permission or RDMSR check, say): delivered as runLoop would, which
+  // then looks again at what is per-instruction (the delivery may have changed it).
+  if (status != ST_OK) return deliverPending() ? runLoop(budget - k, false) : finishExit();
   // fastRun stopped at an instruction it does not run (INT3, string IO, ...): the next
   // entries skip this lane for a while (there it only adds a call).
   resumeMisses = RESUME_SKIP;
