@@ -7,6 +7,8 @@ import { createVm } from "../src/vm.ts";
 import { InvalidArgumentError } from "../src/errors.ts";
 import { releaseWatchdog } from "../src/backends/kvm/mod.ts";
 import { NO_KVM } from "./support/kvm_guard.ts";
+import { assemble } from "../src/asm/x86.ts";
+import { createVmWithOneVcpu } from "../src/x86/setup.ts";
 
 const EFER = 0xc0000080, APIC_BASE = 0x1b, PAT = 0x277, TSC_AUX = 0xc0000103, TSC = 0x10;
 const NONCANONICAL = 0x0000800000000000n;
@@ -120,4 +122,37 @@ Deno.test({
       releaseWatchdog();
     }
   },
+});
+
+Deno.test("guest WRMSR of EFER: NXE needs NX and LME needs long mode in CPUID (__kvm_valid_efer), on both backends", async (t) => {
+  const backends = NO_KVM === undefined ? (["sim", "kvm"] as const) : (["sim"] as const);
+  for (const backend of backends) {
+    await t.step(backend, () => {
+      const probe = backend === "kvm" ? createVm({ backend: "kvm", memSize: 1 << 20 }) : createVm({});
+      const table = probe.getCpuid();
+      (probe as { close?: () => void }).close?.();
+      // Each: [EFER bit, the 0x80000001.EDX bit it needs, the name].
+      for (const [efer, edx, name] of [[0x800, 20, "NXE"], [0x100, 29, "LME"]] as const) {
+        for (const has of [true, false]) {
+          const cpuid = table.map((e) =>
+            e.function === 0x80000001 ? { ...e, edx: has ? e.edx | (1 << edx) : e.edx & ~(1 << edx) } : e
+          );
+          const { bytes } = assemble(`mov ecx, 0xc0000080\nrdmsr\nor eax, ${efer}\nwrmsr\nhlt`, {
+            bits: 32,
+            origin: 0x1000,
+          });
+          const { vm, vcpu } = createVmWithOneVcpu({ code: bytes, mode: "protected", load: 0x1000, backend, cpuid });
+          try {
+            const e = vcpu.run();
+            // Without the feature: #GP at the WRMSR, which has no IDT here: a triple fault.
+            const want = has ? ["hlt", 0x100fn] : ["shutdown", 0x100cn];
+            assert.deepEqual([e.reason, vcpu.getRegs().rip], want, `${backend} ${name}, CPUID has it: ${has}`);
+          } finally {
+            (vm as { close?: () => void }).close?.();
+            if (backend === "kvm") releaseWatchdog();
+          }
+        }
+      }
+    });
+  }
 });

@@ -14,11 +14,11 @@ import {
 } from "../abi.generated";
 import { RUN, S } from "../x86/cpu";
 import { nextIp } from "../x86/decode_state";
-import { CR0_PG, EFER_LMA, EFER_LME, recomputeMode } from "../x86/mode";
+import { CR0_PG, EFER_LMA, EFER_LME, EFER_NXE, recomputeMode } from "../x86/mode";
 import { canonical } from "../x86/segments";
 import { tlbFlush } from "../x86/tlb";
 import { maxPhyAddr } from "../x86/paging";
-import { cpuidEcx, cpuidLookup } from "./cpuid";
+import { cpuidEcx, cpuidEdx, cpuidLookup } from "./cpuid";
 import { PEND_RDMSR, PEND_WRMSR } from "../x86/mem";
 import { breakLoop, instructionsInFlight } from "../x86/core_link";
 import { exitTo } from "./exits";
@@ -164,6 +164,10 @@ function validWrite(index: u32, v: u64): bool {
   switch (index) {
     case MSR_EFER: {
       if ((v & ~EFER_SUPPORTED) != 0) return false; // the bits kvmsim implements (src/abi/cpu_features.ts)
+      // __kvm_valid_efer: a guest may set LME/LMA only with CPUID long mode, NXE only with NX.
+      cpuidLookup(0x80000001, 0);
+      if ((v & (EFER_LME | EFER_LMA)) != 0 && (cpuidEdx & (1 << 29)) == 0) return false;
+      if ((v & EFER_NXE) != 0 && (cpuidEdx & (1 << 20)) == 0) return false;
       const old = load<u64>(S + VS_EFER);
       // Toggling LME with paging on is refused (set_efer: is_paging && LME changes).
       if ((load<u64>(S + VS_CR0) & CR0_PG) != 0 && ((old ^ v) & EFER_LME) != 0) return false;
