@@ -101,6 +101,7 @@ const SEG_AT = Object.fromEntries(
 /** State-block offset of the field behind each in-kernel MSR (src/abi/msrs.ts), by index. */
 const MSR_AT = new Map(MSRS.map((m) => [m.index, vs(m.field)]));
 const DIRTY = vs("dirty");
+const RFLAGS = vs("rflags");
 /**
  * `vcpu_state.dirty` bits (docs/core-contract.md "State ownership"): STATE for any write
  * but KVM_SET_REGS (the core's full refresh: mode, TLB, fetch window, ...), REGS for
@@ -287,6 +288,8 @@ export class Vcpu {
   setRegs(regs: Partial<KvmRegs>): void {
     this.#live();
     REGS.write(this.#u64, this.stateBase, regs, badReg);
+    // RFLAGS bit 1 is always set (KVM_SET_REGS: kvm_set_rflags(regs->rflags | X86_EFLAGS_FIXED)).
+    if (regs.rflags !== undefined) this.#set64(RFLAGS, this.#get64(RFLAGS) | 2n);
     this.#markDirty(DIRTY_REGS);
   }
 

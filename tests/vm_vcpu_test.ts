@@ -55,6 +55,9 @@ Deno.test("setRegs()/getRegs() round-trip kvm_regs and set the dirty flag", () =
   v.setRegs({ rbx: 7n });
   assert.equal(vm.dv.getBigUint64(v.stateBase + field(VS, "gpr").offset + 3 * 8, true), 7n);
   assert.throws(() => v.setRegs({ rax: 1 as unknown as bigint }), InvalidArgumentError);
+  // RFLAGS bit 1 is forced on, as KVM_SET_REGS does (checked on /dev/kvm); the rest is kept.
+  v.setRegs({ rflags: 0x8000n });
+  assert.equal(v.getRegs().rflags, 0x8002n);
   // Every field is checked before any is written: a bad one leaves all as they were.
   const before = v.getRegs();
   assert.throws(
@@ -66,7 +69,7 @@ Deno.test("setRegs()/getRegs() round-trip kvm_regs and set the dirty flag", () =
   assert.deepEqual(Object.keys(before), [...KVM_REGS_NAMES]);
   const all = Object.fromEntries(KVM_REGS_NAMES.map((n, i) => [n, BigInt(i + 1) << 40n])) as unknown as KvmRegs;
   v.setRegs(all);
-  assert.deepEqual(v.getRegs(), all);
+  assert.deepEqual(v.getRegs(), { ...all, rflags: all.rflags | 2n });
 });
 
 Deno.test("setSregs()/getSregs() round-trip segments, tables and control registers", () => {
