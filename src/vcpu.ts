@@ -419,6 +419,20 @@ export class Vcpu {
   /** KVM_SET_DEBUGREGS. */
   setDebugRegs(d: Partial<KvmDebugRegs>): void {
     this.#live();
+    // KVM refuses (EINVAL) a DR6 or DR7 with bits 63:32 set (kvm_dr6_valid / kvm_dr7_valid),
+    // before anything is written; more than DR0-DR3 does not fit struct kvm_debugregs.
+    for (const n of ["dr6", "dr7"] as const) {
+      const v = d[n];
+      if (v !== undefined && BigInt.asUintN(64, v) >> 32n !== 0n) {
+        throw new InvalidArgumentError(
+          `debugregs.${n}`,
+          `0x${BigInt.asUintN(64, v).toString(16)}: bits 63:32 are reserved (KVM_SET_DEBUGREGS fails with EINVAL)`,
+        );
+      }
+    }
+    if (d.db !== undefined && d.db.length > 4) {
+      throw new InvalidArgumentError("debugregs.db", `${d.db.length} entries: expected at most 4 (DR0-DR3)`);
+    }
     d.db?.forEach((v, i) => this.#set64(O.dr + 8 * i, v));
     if (d.dr6 !== undefined) this.#set64(O.dr + 48, d.dr6);
     if (d.dr7 !== undefined) this.#set64(O.dr + 56, d.dr7);

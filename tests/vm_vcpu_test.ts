@@ -108,6 +108,22 @@ Deno.test("setSregs()/getSregs() round-trip segments, tables and control registe
   assert.deepEqual(v.getSregs(), t);
 });
 
+Deno.test("KVM_SET_DEBUGREGS: DR6/DR7 with bits 63:32 and more than four DRn are refused, writing nothing", () => {
+  const v = vm1().addVcpu(0);
+  v.setDebugRegs({ db: [1n, 2n, 3n, 4n], dr6: 0xffff0ff1n, dr7: 0x401n });
+  const before = v.getDebugRegs();
+  assert.deepEqual(before, { db: [1n, 2n, 3n, 4n], dr6: 0xffff0ff1n, dr7: 0x401n });
+  assert.throws(
+    () => v.setDebugRegs({ db: [9n, 9n, 9n, 9n], dr7: 1n << 32n }),
+    (e: Error) =>
+      e instanceof InvalidArgumentError && /debugregs\.dr7: 0x100000000: bits 63:32 are reserved/.test(e.message),
+  );
+  assert.throws(() => v.setDebugRegs({ dr6: -1n }), /debugregs\.dr6: 0xffffffffffffffff/);
+  const five = [0n, 0n, 0n, 0n, 5n] as unknown as [bigint, bigint, bigint, bigint]; // from untyped callers
+  assert.throws(() => v.setDebugRegs({ db: five }), /5 entries: expected at most 4/);
+  assert.deepEqual(v.getDebugRegs(), before);
+});
+
 Deno.test("MSRs: the in-kernel table, FS/GS base aliases, unknown index is a typed error", () => {
   const v = vm1().addVcpu(0);
   v.setMsrs([{ index: 0xc0000082, data: 0xffffffff81000000n }, { index: 0xc0000100, data: 0x7000n }]);
