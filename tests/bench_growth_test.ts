@@ -60,6 +60,7 @@ Deno.test("RAM sweep at 1 MiB and 64 MiB: sane exit rates, the guest's counter a
   }
   assert.ok(m.sweep.flatness !== null && m.sweep.flatness >= 1 && Number.isFinite(m.sweep.flatness));
   assert.equal(m.sweep.flat, m.sweep.flatness <= m.sweep.flat_limit);
+  assert.ok(m.sweep.best_flatness !== null && m.sweep.best_flatness >= 1, "best-run flatness");
   assert.ok(m.sweep.noise !== null && m.sweep.noise >= 1 && Number.isFinite(m.sweep.noise));
   assert.match(
     formatGrowth({ ram_sweep: m.sweep }),
