@@ -48,6 +48,7 @@ export {
   snapshotExit,
 } from "./src/exits/decode.ts";
 export type { RecordedExit } from "./src/exits/decode.ts";
+export { setSyncReg, setSyncRegsValid, SYNC_REGS_SUPPORTED, syncReg } from "./src/exits/sync_regs.ts";
 export type * from "./src/exits/exit.ts";
 export { unreachable } from "./src/exits/exit.ts";
 export { dispatchExit, isGenericExit } from "./src/exits/dispatch.ts";

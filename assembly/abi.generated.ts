@@ -62,6 +62,9 @@ export const KVM_MSR_FILTER_WRITE: i32 = 2;
 export const KVM_MSR_FILTER_DEFAULT_DENY: i32 = 1;
 export const KVM_HC_MAP_GPA_RANGE: i32 = 12;
 export const KVM_EXIT_HYPERCALL_LONG_MODE: i32 = 1;
+export const KVM_SYNC_X86_REGS: i32 = 1;
+export const KVM_SYNC_X86_SREGS: i32 = 2;
+export const KVM_SYNC_X86_EVENTS: i32 = 4;
 export const KVM_GUESTDBG_ENABLE: i32 = 1;
 export const KVM_GUESTDBG_SINGLESTEP: i32 = 2;
 export const KVM_GUESTDBG_USE_SW_BP: i32 = 65536;
@@ -169,6 +172,27 @@ export const KVM_RUN_KVM_VALID_REGS: i32 = 288;
 export const KVM_RUN_KVM_DIRTY_REGS: i32 = 296;
 export const KVM_RUN_S: i32 = 304;
 export const KVM_RUN_S_PADDING: i32 = 304;
+
+// struct kvm_regs: 144 bytes
+export const KVM_REGS_SIZEOF: i32 = 144;
+export const KVM_REGS_RAX: i32 = 0;
+export const KVM_REGS_RBX: i32 = 8;
+export const KVM_REGS_RCX: i32 = 16;
+export const KVM_REGS_RDX: i32 = 24;
+export const KVM_REGS_RSI: i32 = 32;
+export const KVM_REGS_RDI: i32 = 40;
+export const KVM_REGS_RSP: i32 = 48;
+export const KVM_REGS_RBP: i32 = 56;
+export const KVM_REGS_R8: i32 = 64;
+export const KVM_REGS_R9: i32 = 72;
+export const KVM_REGS_R10: i32 = 80;
+export const KVM_REGS_R11: i32 = 88;
+export const KVM_REGS_R12: i32 = 96;
+export const KVM_REGS_R13: i32 = 104;
+export const KVM_REGS_R14: i32 = 112;
+export const KVM_REGS_R15: i32 = 120;
+export const KVM_REGS_RIP: i32 = 128;
+export const KVM_REGS_RFLAGS: i32 = 136;
 
 // struct vm_control: 27960 bytes
 export const VMC_SIZEOF: i32 = 27960;

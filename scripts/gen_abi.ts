@@ -5,7 +5,7 @@
  * @module
  */
 import { layOut, type StructDef } from "../src/abi/layout.ts";
-import { KVM_RUN } from "../src/abi/kvm_structs.ts";
+import { KVM_REGS, KVM_RUN } from "../src/abi/kvm_structs.ts";
 import { KVM_CONSTANTS } from "../src/abi/constants.ts";
 import * as vs from "../src/abi/vcpu_state.ts";
 import * as mm from "../src/abi/memory_map.ts";
@@ -78,6 +78,7 @@ export function generateAbi(): string {
   for (const msr of MSRS) lines.push(`export const ${msr.name}: u32 = 0x${msr.index.toString(16)};`);
   const structs: [StructDef, string][] = [
     [KVM_RUN, "kvm_run"],
+    [KVM_REGS, "kvm_regs"],
     [vs.VM_CONTROL, "vmc"],
     [vs.MEMSLOT, "memslot"],
     [vs.MSR_FILTER_RANGE, "msrf"],

@@ -19,6 +19,7 @@ import { u64RecordCodec } from "./abi/u64_record.ts";
 import type { CpuidEntry } from "./x86/cpuid.ts";
 import { checkSregs, cr8Accepted } from "./x86/sregs_check.ts";
 import { msrWrite } from "./x86/msr_check.ts";
+import { runRefused } from "./exits/sync_regs.ts";
 import { decodeExit, exitReasonOf, immediateExit, KvmRun, setImmediateExit } from "./exits/decode.ts";
 import type { VcpuExit } from "./exits/exit.ts";
 import type { CoreExports } from "./wasm.ts";
@@ -199,7 +200,9 @@ export class Vcpu {
   runRaw(budget = this.#budget): number {
     this.#live();
     this.kvmRun.generation++;
-    return this.host.core.run(this.runBase, budget);
+    const r = this.host.core.run(this.runBase, budget);
+    if (r < 0) throw runRefused(this.kvmRun, r); // KVM_CAP_SYNC_REGS bits kvmsim does not sync
+    return r;
   }
 
   /** KVM_RUN: run until the next exit and decode it. */

@@ -42,8 +42,11 @@ import { cpuidEax, cpuidLookup, findCpuid } from "./cpuid";
 import { tscRunEnd, tscRunStart } from "./msr";
 import { exitReason, internalErrorEmulation } from "./exits";
 import { ringHeld, ringPublish, ringTick } from "./coalesced";
+import { syncOut, syncRegsEntry, syncRegsStore } from "./sync_regs";
 
 let lastRun: i32 = -1;
+/** run()'s result when KVM_RUN would fail with EINVAL (kvm_valid_regs / kvm_dirty_regs bits kvmsim does not sync). */
+const RUN_EINVAL: i32 = -22;
 // Per-vCPU values cached in module globals (no bounds-checked load per run). Only
 // the core writes them between refreshes; TS changes to the state block set VS_DIRTY.
 /** VS_EXITS of the selected vCPU. */
@@ -76,6 +79,7 @@ function finish(reason: i32): i32 {
   if (ringHeld) ringPublish(); // the coalesced writes before this exit are in the ring when TS looks
   const f = getFlags();
   store<u64>(S + VS_RFLAGS, f); // flagsOut()
+  if (syncOut) syncRegsStore(f);
   tscRunEnd();
   const ifl = (f & RFLAGS_IF) != 0;
   const ready = ifl && load<u8>(S + VS_INTERRUPT_SHADOW) == 0;
@@ -204,6 +208,12 @@ export function run(runBase: i32, budget: i32): i32 {
     tlbGenCache = gen;
   }
   setStatus(ST_OK);
+  // KVM_CAP_SYNC_REGS (kvm/sync_regs.ts): registers from kvm_run first, as KVM's sync_regs.
+  const sync = syncRegsEntry();
+  if (sync != 0) {
+    if (sync < 0) return RUN_EINVAL;
+    enterRegs(); // the registers it loaded: RFLAGS and the mode
+  }
   // Everything rare at entry behind one test (pending completions, events, immediate_exit).
   const pf = load<u32>(S + VS_PENDING_FLAGS);
   const replays = load<u32>(S + VS_REPLAY_COUNT);

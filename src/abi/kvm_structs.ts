@@ -205,6 +205,13 @@ export const KVM_VCPU_EVENTS = struct("kvm_vcpu_events", [
 export const KVM_MP_STATE = struct("kvm_mp_state", [m("mp_state", "u32")]);
 
 /** Every uapi struct `kvmsim layout` knows, by C name. */
+/** `struct kvm_sync_regs` (x86): what KVM_CAP_SYNC_REGS shares through `kvm_run.s`. */
+export const KVM_SYNC_REGS = struct("kvm_sync_regs", [
+  m("regs", KVM_REGS),
+  m("sregs", KVM_SREGS),
+  m("events", KVM_VCPU_EVENTS),
+]);
+
 export const UAPI_STRUCTS: readonly StructDef[] = [
   KVM_RUN,
   KVM_REGS,
@@ -220,4 +227,5 @@ export const UAPI_STRUCTS: readonly StructDef[] = [
   KVM_COALESCED_MMIO_ZONE,
   KVM_COALESCED_MMIO,
   KVM_COALESCED_MMIO_RING,
+  KVM_SYNC_REGS,
 ];

@@ -46,6 +46,7 @@ import { handleHlt, type HltExit } from "./hlt.ts";
 import type { ExitReason, VcpuExit } from "./exit.ts";
 import type { ExitOutcome, StopWhy } from "./outcome.ts";
 import { type CoalescedRing, coalescedRing, type CoalescedSink } from "./coalesced.ts";
+import { runRefused } from "./sync_regs.ts";
 
 /** Why runUntil returned. */
 export type StopReason =
@@ -186,6 +187,7 @@ function fastLoop(
     if (st.exits >= maxExits) return FAST_MAX_EXITS;
     run.generation++; // what vcpu.runRaw() does, inlined
     const reason = core.run(runBase, budget);
+    if (reason < 0) throw runRefused(run, reason);
     if (reason === EXIT_INTR) return FAST_SLOW;
     st.exits++;
     if (ring !== undefined && ring.pending()) return FAST_SLOW; // drained before the exit is handled
@@ -297,6 +299,7 @@ export function runUntil(vcpu: RunnableVcpu, opts: RunUntilOptions = {}): RunRes
       }
       run.generation++;
       reason = core.run(runBase, budget);
+      if (reason < 0) throw runRefused(run, reason);
     }
     if (ring !== undefined && ring.pending()) {
       const o = drain(ring);
