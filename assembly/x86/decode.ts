@@ -534,6 +534,9 @@ function aluMem(op: i32, addr: u64, b: u64, size: i32, m64: bool): bool {
   }
 }
 
+/** RIP `ip` has 16 bytes of the fetch window [wLo, wHi) from it (and ip + 16 does not wrap). */
+@inline function inWindow(ip: u64, wLo: u64, wHi: u64): bool { return ip >= wLo && ip + 16 <= wHi && ip + 16 > ip; }
+
 /**
  * stepMany's hot loop alone, for run() right after it completed an exit: fastRun from RIP
  * when the fetch window holds it in 32/64-bit code; RIP and VS_INSTRUCTIONS are then
@@ -543,7 +546,7 @@ function aluMem(op: i32, addr: u64, b: u64, size: i32, m64: bool): bool {
 export function stepFast(n: i32): i32 {
   const ip = rip();
   const wLo = fwLo, wHi = fwHi;
-  if (!(ip >= wLo && ip + 16 <= wHi && ip + 16 > ip) || !(is64() || csDefault32())) return -1;
+  if (!inWindow(ip, wLo, wHi) || !(is64() || csDefault32())) return -1;
   const user = cpl() == 3;
   const i = fastRun(ip, n, is64(), wLo, wHi - 16 - wLo, fwDelta, S + VS_GPR, user ? P_UR : P_SR, user ? P_UW : P_SW);
   setRip(runIp);
@@ -563,7 +566,7 @@ export function stepMany(n: i32): i32 {
   const gpr = S + VS_GPR;
   let pr: u32 = cpl() == 3 ? P_UR : P_SR, pw: u32 = cpl() == 3 ? P_UW : P_SW;
   while (i < n) {
-    if (ip >= wLo && ip + 16 <= wHi && ip + 16 > ip) {
+    if (inWindow(ip, wLo, wHi)) {
       // The hot loop first; it stops before anything it does not handle.
       if (m64 || d32) {
         i += fastRun(ip, n - i, m64, wLo, wHi - 16 - wLo, wDelta, gpr, pr, pw);
@@ -572,7 +575,7 @@ export function stepMany(n: i32): i32 {
         if (i >= n) break;
       }
     }
-    if (ip >= wLo && ip + 16 <= wHi && ip + 16 > ip) {
+    if (inWindow(ip, wLo, wHi)) {
       const nip = fastStep(ip, <usize>(wDelta + ip), m64, d32, gpr);
       if (nip < FAST_MISS || nip > FAST_SYNC) { ip = nip; i++; continue; }
       if (nip == FAST_FAULT) break;

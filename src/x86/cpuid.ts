@@ -76,6 +76,14 @@ export function defaultCpuid(): CpuidEntry[] {
   ];
 }
 
+/** The vendor string of leaf 0 (EBX, EDX, ECX, as defaultCpuid writes it with str4), or undefined without leaf 0. */
+export function cpuidVendor(entries: readonly CpuidEntry[]): string | undefined {
+  const e = findCpuid(entries, 0);
+  if (e === undefined) return undefined;
+  const chars = (v: number) => String.fromCharCode(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24);
+  return chars(e.ebx) + chars(e.edx) + chars(e.ecx);
+}
+
 /** Find an entry (kvm_get_supported_cpuid_index). */
 export function findCpuid(entries: readonly CpuidEntry[], fn: number, index = 0): CpuidEntry | undefined {
   return entries.find((e) =>

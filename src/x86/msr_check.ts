@@ -21,19 +21,13 @@
  * @module
  */
 import { EFER_SUPPORTED } from "../abi/cpu_features.ts";
-import { type CpuidEntry, findCpuid, LINEAR_ADDRESS_BITS } from "./cpuid.ts";
+import { type CpuidEntry, cpuidVendor, LINEAR_ADDRESS_BITS } from "./cpuid.ts";
 import { isCanonical } from "./page_tables.ts";
 import { apicBaseProblem } from "./sregs_check.ts";
 
 const EFER_KNOWN = BigInt(EFER_SUPPORTED); // SCE, LME, LMA, NXE
 const EFER_LMA = 0x400n;
 const CANONICAL = new Set([0xc0000082, 0xc0000083, 0xc0000100, 0xc0000101, 0xc0000102]);
-
-/** The CPUID vendor is GenuineIntel (guest_cpuid_is_intel). */
-function intel(cpuid: readonly CpuidEntry[]): boolean {
-  const e = findCpuid(cpuid, 0);
-  return e !== undefined && e.ebx === 0x756e6547 && e.edx === 0x49656e69 && e.ecx === 0x6c65746e;
-}
 
 /** The outcome of writing `data` to in-kernel MSR `index`: the value to store, or why it is refused. */
 export type MsrWrite = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly why: string };
@@ -61,7 +55,7 @@ export function msrWrite(index: number, data: bigint, now: bigint, cpuid: readon
       return { ok: true, value: BigInt.asUintN(64, BigInt.asIntN(LINEAR_ADDRESS_BITS, v)) };
     case 0xc0000103:
       if ((v >> 32n) === 0n) return { ok: true, value: v };
-      return intel(cpuid)
+      return cpuidVendor(cpuid) === "GenuineIntel" // guest_cpuid_is_intel
         ? { ok: false, why: "bits 63:32 are reserved (GenuineIntel CPUID)" }
         : { ok: true, value: v & 0xffffffffn };
     default:
