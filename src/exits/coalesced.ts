@@ -157,8 +157,11 @@ const W_ENTRY = word(ENTRY.size, "entry size");
 const W_ADDR = word(field(ENTRY, "phys_addr").offset, "entry.phys_addr");
 const W_LEN = word(field(ENTRY, "len").offset, "entry.len");
 const W_PIO = word(field(ENTRY, "pio").offset, "entry.pio");
-const DATA = field(ENTRY, "data").offset;
+const W_DATA = word(field(ENTRY, "data").offset, "entry.data");
 const DATA_MAX = field(ENTRY, "data").count;
+if (DATA_MAX !== 8) throw new TypeError(`entry.data has ${DATA_MAX} bytes: the batch copies it as two u32 words`);
+/** Words per batch entry: `len | pio << 8`, then the data (two words). */
+const B_LEN_PIO = 0, B_DATA = 1, B_WORDS = 3;
 const MAX = KVM_COALESCED_MMIO_MAX;
 if (W_FIRST > 1 || W_LAST > 1 || W_FIRST === W_LAST) {
   throw new TypeError(`ring.first and ring.last must be the two u32 words of the ring's first 8 bytes`);
@@ -187,11 +190,12 @@ export class CoalescedRing {
   readonly #pair: BigInt64Array | undefined;
   /** `#data[len]`: the reused `len`-byte buffer handed to the sink. */
   readonly #data: Uint8Array[] = [];
-  /** The batch copied out of the ring before it is claimed: per entry addr, len, pio, data bytes. */
+  /** The batch copied out of the ring before it is claimed: per entry its address, and B_WORDS words (#copy). */
   readonly #addr = new Float64Array(MAX);
-  readonly #len = new Uint8Array(MAX);
-  readonly #pio = new Uint8Array(MAX);
-  readonly #bytes = new Uint8Array(MAX * DATA_MAX);
+  readonly #batch = new Uint32Array(MAX * B_WORDS);
+  readonly #batchBytes = new Uint8Array(this.#batch.buffer);
+  /** Why #copy stopped short (an impossible entry), else undefined. */
+  #bad: string | undefined = undefined;
   /** Claimed entries a stop left undelivered that could not be given back (another drainer moved on). */
   #held = 0;
   #heldAt = 0;
@@ -260,7 +264,7 @@ export class CoalescedRing {
         );
       }
       if (first === last) return n;
-      const [k, bad] = this.#copy(first, last);
+      const k = this.#copy(first, last), bad = this.#bad;
       if (bad !== undefined && k === 0) {
         // Another drainer may have claimed the slot and the producer refilled it mid-read.
         if (i32 && (Atomics.load(i32, W_FIRST) >>> 0) !== first) continue;
@@ -283,28 +287,29 @@ export class CoalescedRing {
 
   /**
    * Copy the entries from `first` up to `last` (or up to the first impossible
-   * one) into the batch; returns how many, and the error of the one it stopped at.
+   * one) into the batch; returns how many, with the error of the one it stopped
+   * at in {@link #bad} (else undefined). Per entry the batch holds the address,
+   * then `len | pio << 8` and the 8 data bytes as two words (B_* offsets).
    */
-  #copy(first: number, last: number): [number, string | undefined] {
-    const w = this.#u32, src = this.page, bytes = this.#bytes;
+  #copy(first: number, last: number): number {
+    const w = this.#u32, addr = this.#addr, b = this.#batch;
+    this.#bad = undefined;
     let k = 0;
     for (let f = first; f !== last; f = f + 1 === MAX ? 0 : f + 1, k++) {
       const e = W_ENTRIES + f * W_ENTRY;
       const lo = w[e + W_ADDR]!, hi = w[e + W_ADDR + 1]!, len = w[e + W_LEN]!, pio = w[e + W_PIO]!;
       if (len < 1 || len > DATA_MAX || pio > 1 || hi >= 0x200000) {
-        return [
-          k,
-          `entry ${f}: phys_addr 0x${(hi * 2 ** 32 + lo).toString(16)} len ${len} pio ${pio}: ` +
-          `expected len 1..${DATA_MAX}, pio 0 or 1, phys_addr below 2^53`,
-        ];
+        this.#bad = `entry ${f}: phys_addr 0x${(hi * 2 ** 32 + lo).toString(16)} len ${len} pio ${pio}: ` +
+          `expected len 1..${DATA_MAX}, pio 0 or 1, phys_addr below 2^53`;
+        return k;
       }
-      this.#addr[k] = hi * 4294967296 + lo;
-      this.#len[k] = len;
-      this.#pio[k] = pio;
-      const at = f * ENTRY.size + RING.size + DATA, to = k * DATA_MAX;
-      for (let i = 0; i < len; i++) bytes[to + i] = src[at + i]!;
+      addr[k] = hi * 4294967296 + lo;
+      const j = k * B_WORDS;
+      b[j + B_LEN_PIO] = len | (pio << 8);
+      b[j + B_DATA] = w[e + W_DATA]!;
+      b[j + B_DATA + 1] = w[e + W_DATA + 1]!;
     }
-    return [k, undefined];
+    return k;
   }
 
   /**
@@ -312,13 +317,13 @@ export class CoalescedRing {
    * back to the ring (claimed up to `end`; -1: they are held entries, kept held).
    */
   #deliver(sink: CoalescedSink, from: number, k: number, end: number): number {
-    const data = this.#data, bytes = this.#bytes;
+    const data = this.#data, b = this.#batch, bytes = this.#batchBytes, addr = this.#addr;
     for (let j = from; j < from + k; j++) {
-      const len = this.#len[j]!;
+      const lp = b[j * B_WORDS + B_LEN_PIO]!, len = lp & 0xff;
       const buf = data[len]!;
-      const at = j * DATA_MAX;
+      const at = (j * B_WORDS + B_DATA) * 4;
       for (let i = 0; i < len; i++) buf[i] = bytes[at + i]!;
-      const r = sink(this.#pio[j] === 1, this.#addr[j]!, len, buf);
+      const r = sink(lp >= 0x100, addr[j]!, len, buf);
       if (r !== undefined && r.kind !== "resume") {
         this.outcome = r;
         const rest = from + k - j - 1;
