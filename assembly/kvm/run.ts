@@ -18,6 +18,7 @@ import { RAX, RDX, RUN, S, ST_EXIT, ST_FAULT, ST_OK, rip, selectVcpu, setReg64, 
 import { insnStart } from "../x86/decode_state";
 import { EXC_DB, excError, excHasError, excIsTrap, excVector, gp0 } from "../x86/exceptions";
 import { invalidateFetch } from "../x86/fetchwin";
+import { jitForget } from "../x86/jit";
 import { MODE_LONG, MODE_V86, RFLAGS_IF, RFLAGS_RF, RFLAGS_TF, mode, recomputeMode } from "../x86/mode";
 import {
   PEND_HYPERCALL, PEND_MMIO_READ, PEND_MMIO_READ_REG, PEND_MMIO_WRITE, PEND_MMIO_WRITE_NEXT, PEND_PIO_IN, PEND_PIO_OUT,
@@ -63,6 +64,7 @@ function refresh(): void {
   recomputeMode();
   tlbFlush();
   invalidateFetch();
+  jitForget();
   refreshDebug();
   setMaxPhyAddr(findCpuid(0x80000008, 0) != 0 ? (cpuidLookupEax(0x80000008) & 0xff) : 36);
   exitsCache = load<u64>(S + VS_EXITS);

@@ -56,12 +56,25 @@ declare function jitCompile(host: i32, ip: u64, m64: i32, avail: i32): i32;
   return S + VS_JIT + (<i32>((ip ^ (ip >> 7)) & <u64>(JIT_ENTRIES - 1))) * JIT_SIZEOF;
 }
 
-/** jitRun() behind an inlined check that answers 0 at once for a block found not translatable. */
+/**
+ * The block jitRun() last found not translatable (its entry's index -1): its (ip, host) is
+ * answered 0 from these globals, without the cache entry's three loads, until jitRun()
+ * writes an entry or jitForget() runs (run.ts refresh: another vCPU, or a TS write to the
+ * state block). A loop that exits every iteration (`out dx, al; jmp`) probes its head at
+ * every KVM_RUN.
+ */
+let noJitIp: u64 = 0;
+let noJitHost: u32 = 0;
+let noJitValid: bool = false;
+
+/** Forget the not-translatable block jitProbe() keeps (the cache entries may have changed under it). */
+export function jitForget(): void { noJitValid = false; }
+
+/** jitRun() behind an inlined check that answers 0 at once for the block jitRun last found not translatable. */
 @inline export function jitProbe(
   ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g: i32, pr: u32, pw: u32,
 ): i32 {
-  const e = entryOf(ip);
-  if (load<i32>(e + JIT_INDEX) < 0 && load<u64>(e + JIT_IP) == ip && load<u32>(e + JIT_HOST) == host) return 0;
+  if (noJitValid && ip == noJitIp && host == noJitHost) return 0;
   return jitRun(ip, host, m64, avail, budget, g, pr, pw);
 }
 
@@ -72,9 +85,17 @@ declare function jitCompile(host: i32, ip: u64, m64: i32, avail: i32): i32;
  * ran, interpret on); when nonzero the next RIP is in jitIp.
  */
 export function jitRun(ip: u64, host: u32, m64: bool, avail: i32, budget: i32, g: i32, pr: u32, pw: u32): i32 {
+  const e = entryOf(ip);
+  if (load<i32>(e + JIT_INDEX) < 0 && load<u64>(e + JIT_IP) == ip && load<u32>(e + JIT_HOST) == host) {
+    // Not translatable: jitProbe answers it from now on.
+    noJitIp = ip;
+    noJitHost = host;
+    noJitValid = true;
+    return 0;
+  }
   const hot = load<u32>(S + VS_JIT_HOT);
   if (hot == 0xffffffff) return 0;
-  const e = entryOf(ip);
+  noJitValid = false; // the entry below may change
   if (load<u64>(e + JIT_IP) != ip || load<u32>(e + JIT_HOST) != host) {
     store<u64>(e + JIT_IP, ip);
     store<u32>(e + JIT_HOST, host);
