@@ -65,7 +65,7 @@ function outcomes(vcpu: { getSregs(): KvmSregs; setSregs(s: Partial<KvmSregs>): 
   return cases(base, phys).map(([name, patch]) => {
     try {
       vcpu.setSregs(patch);
-    } catch (e) {
+    } catch {
       assert.deepEqual(vcpu.getSregs(), base, `${name}: a refused KVM_SET_SREGS changed the state`);
       return `${name}: refused`;
     }

@@ -1,18 +1,22 @@
 /**
- * Snippets whose expectation (native CPU / SDM) the KVM backend on this host
- * does not meet, each with the reason. The host's /dev/kvm is PVM
- * (software-nested): ring-0 guest code goes through KVM's x86 instruction
- * emulator, so these are emulator / PVM deviations, not kvmsim bugs — the
- * simulator passes every one of them (tests/snippets_test.ts). Each is shown
- * against the expectation the snippet holds; a listed snippet that starts
- * passing on KVM fails the conformance test so the table stays current.
+ * Snippets whose expectation (native CPU / SDM) the KVM backend does not meet,
+ * each with the reason. The host's /dev/kvm is PVM (software-nested): ring-0
+ * guest code goes through KVM's x86 instruction emulator, so most of these are
+ * emulator / PVM deviations, not kvmsim bugs — the simulator passes every one of
+ * them (tests/snippets_test.ts). An entry with `onHost` is a property of the
+ * host's CPU (KVM follows the hardware there) and applies only where it holds.
+ * Each is shown against the expectation the snippet holds; a listed snippet that
+ * starts passing on KVM fails the conformance test so the table stays current.
  *
  * @module
  */
+import { kvmHostVaBits } from "../support/kvm_guard.ts";
 
 export interface KvmDivergence {
   /** A snippet name, or a RegExp over snippet names (a family pattern). */
   match: string | RegExp;
+  /** Only on hosts where this holds (checked when a KVM test asks; /dev/kvm works then); absent: on every host. */
+  onHost?: { what: string; applies(): boolean };
   /** What KVM does instead. */
   kvm: string;
   /** What the snippet expects (native CPU / SDM). */
@@ -50,9 +54,24 @@ export const KVM_DIVERGENCES: readonly KvmDivergence[] = [
     expected: "paging enabled with 32-bit (non-PAE) page tables; the load translates / #PF with CR2",
     reason: "PVM: 32-bit non-PAE paging is not supported (PAE and 4-level paging snippets pass)",
   },
+  {
+    match: /^wrmsr SYSENTER_(ESP|EIP) non-canonical: read back sign-extended from bit 47 \[long\]$/,
+    onHost: { what: "the host CPU has LA57 (57-bit virtual addresses)", applies: () => kvmHostVaBits() === 57 },
+    kvm: "RDX = 0x8000: 0x0000800000001234 reads back unchanged",
+    expected: "RDX = 0xffff8000: the value sign-extended from bit 47 (a host with 48-bit virtual addresses)",
+    reason: "KVM makes SYSENTER_ESP/EIP canonical at max_host_virt_addr_bits() (kvm_set_msr_common: " +
+      "__canonical_address(data, max_host_virt_addr_bits())), which is 57 on a host whose CPU has LA57 even when " +
+      "the guest does not; the simulator models a host with 48-bit virtual addresses (no 5-level paging)",
+  },
 ];
 
-/** The divergence entry covering snippet `name`, if any. */
-export function kvmDivergence(name: string): KvmDivergence | undefined {
+/** The divergence entry whose pattern covers snippet `name`, on any host. */
+export function divergenceEntry(name: string): KvmDivergence | undefined {
   return KVM_DIVERGENCES.find((d) => (typeof d.match === "string" ? d.match === name : d.match.test(name)));
+}
+
+/** The divergence entry covering snippet `name` on this host's /dev/kvm, if any. */
+export function kvmDivergence(name: string): KvmDivergence | undefined {
+  const d = divergenceEntry(name);
+  return d === undefined || d.onHost === undefined || d.onHost.applies() ? d : undefined;
 }

@@ -125,13 +125,20 @@ export const snippets: Snippet[] = [
       expect: { regs: { rax: BigInt(v as bigint) & 0xffffffffn, rdx: BigInt(v as bigint) >> 32n } },
     }),
   ),
-  ...[[0x175, "SYSENTER_ESP"], [0x176, "SYSENTER_EIP"]].map(([msr, name]): Snippet => ({
-    // KVM makes the value canonical instead of raising #GP (AMD ignores the upper half).
+  ...[[0x175, "SYSENTER_ESP"], [0x176, "SYSENTER_EIP"]].flatMap(([msr, name]): Snippet[] => [{
+    // KVM makes the value canonical instead of raising #GP (AMD ignores the upper half), at the host's
+    // virtual-address width: 48 bits here (on an LA57 host KVM uses 57: KVM_DIVERGENCES).
     name: `wrmsr ${name} non-canonical: read back sign-extended from bit 47 [long]`,
     mode: "long",
     asm: `mov ecx, ${msr}\nmov eax, 0x1234\nmov edx, 0x8000\nwrmsr\nxor eax, eax\nxor edx, edx\nrdmsr\nhlt`,
     expect: { regs: { rax: 0x1234n, rdx: 0xffff8000n } },
-  })),
+  }, {
+    // Bit 63 alone: non-canonical at 48 and at 57 bits, and made canonical alike at both (bits 56 and 47 are 0).
+    name: `wrmsr ${name} with bit 63 set: made canonical with bits 63:48 clear [long]`,
+    mode: "long",
+    asm: `mov ecx, ${msr}\nmov eax, 0x1234\nmov edx, 0x80000000\nwrmsr\nxor eax, eax\nor edx, -1\nrdmsr\nhlt`,
+    expect: { regs: { rax: 0x1234n, rdx: 0n } },
+  }]),
   {
     name: "swapgs exchanges GS.base and KERNEL_GS_BASE [long]",
     mode: "long",
