@@ -9,6 +9,7 @@ import { assemble } from "../src/asm/x86.ts";
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { createVmWithOneVcpu, type GuestMode } from "../src/x86/setup.ts";
 import { guest as sysGuest } from "./x86_sys_harness.ts";
+import { setSyncReg, setSyncRegsValid, syncReg } from "../src/exits/sync_regs.ts";
 
 const bitsOf = (m: GuestMode) => (m === "long" ? 64 : m === "protected" ? 32 : 16);
 function guest(src: string, mode: GuestMode = "long", load = 0x1000) {
@@ -114,6 +115,73 @@ Deno.test("OUT exit, then KVM_GUESTDBG_SINGLESTEP: the OUT retires once and sing
   assert.equal(vcpu.run(BUDGET).reason, "debug");
   assert.equal(vcpu.getRegs().rip, rip + 2n);
   assert.equal(vcpu.instructions - before, 1);
+});
+
+// The exit of the second OUT comes from the fast lane (the first run starts with an empty fetch
+// window and goes through the general loop), and run() then trusts RIP and plainStepping() only while
+// nothing was written (run.ts plainExit): these check that a write in between still counts.
+Deno.test("fast-lane OUT exit, then user space moves RIP: the OUT is not retired over the new RIP", () => {
+  const { vcpu } = guest("out 0x10, al\nout 0x11, al\nhlt\nother: mov ebx, 5\nhlt");
+  assert.equal(vcpu.run(BUDGET).reason, "io");
+  const e = vcpu.run(BUDGET);
+  assert.ok(e.reason === "io" && e.port === 0x11, `got ${e.reason}`);
+  const rip = vcpu.getRegs().rip;
+  vcpu.setRegs({ rip: rip + 3n }); // out imm8, al (2 bytes) + hlt (1 byte) → `other`
+  assert.equal(vcpu.run(BUDGET).reason, "hlt");
+  assert.equal(vcpu.getRegs().rbx, 5n);
+});
+
+Deno.test("fast-lane OUT exit, then KVM_GUESTDBG_SINGLESTEP: the OUT retires once and single-steps", () => {
+  const { vcpu } = guest("out 0x10, al\nout 0x11, al\nmov ebx, 1\nhlt");
+  assert.equal(vcpu.run(BUDGET).reason, "io");
+  const e = vcpu.run(BUDGET);
+  assert.ok(e.reason === "io" && e.port === 0x11, `got ${e.reason}`);
+  const rip = vcpu.getRegs().rip;
+  const before = vcpu.instructions;
+  vcpu.setGuestDebug({ control: K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_SINGLESTEP });
+  assert.equal(vcpu.run(BUDGET).reason, "debug");
+  assert.equal(vcpu.getRegs().rip, rip + 2n);
+  assert.equal(vcpu.getRegs().rbx, 0n);
+  assert.equal(vcpu.instructions - before, 1);
+});
+
+Deno.test("single-step exit, then another vCPU's fast-lane exit: the first vCPU still single-steps", () => {
+  const src = "nop\nnop\nnop\nhlt\nb: out 0x10, al\nout 0x11, al\nhlt";
+  const { vm, vcpu } = guest(src);
+  const b = assemble(src, { bits: 64, origin: 0x1000 }).labels.get("b")!;
+  const other = vm.addVcpu(1);
+  other.setSregs(vcpu.getSregs());
+  other.setRegs({ ...vcpu.getRegs(), rip: BigInt(b) });
+  vcpu.setGuestDebug({ control: K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_SINGLESTEP });
+  assert.equal(vcpu.run(BUDGET).reason, "debug");
+  assert.equal(other.run(BUDGET).reason, "io");
+  const e = other.run(BUDGET);
+  assert.ok(e.reason === "io" && e.port === 0x11, `got ${e.reason}`);
+  assert.equal(vcpu.run(BUDGET).reason, "debug");
+  assert.equal(vcpu.getRegs().rip, 0x1002n);
+});
+
+Deno.test("a fast-lane exit, then an OUT exit in an STI shadow: its completion still ends the shadow", () => {
+  const { vcpu } = guest("out 0x10, al\nout 0x11, al\nsti\nout 0x12, al\nhlt");
+  for (const port of [0x10, 0x11, 0x12]) {
+    const e = vcpu.run(BUDGET);
+    assert.ok(e.reason === "io" && e.port === port, `got ${e.reason}`);
+  }
+  assert.equal(vcpu.getEvents().interrupt.shadow, 1); // the OUT after STI exited inside the shadow
+  assert.equal(vcpu.run(BUDGET).reason, "hlt");
+  assert.equal(vcpu.getEvents().interrupt.shadow, 0);
+});
+
+Deno.test("fast-lane OUT exit, then RIP moved through kvm_run.s.regs (KVM_CAP_SYNC_REGS): the guest goes on there", () => {
+  const { vcpu } = guest("out 0x10, al\nout 0x11, al\nhlt\nother: mov ebx, 5\nhlt");
+  const run = vcpu.kvmRun;
+  assert.equal(vcpu.run(BUDGET).reason, "io");
+  setSyncRegsValid(run, true);
+  const e = vcpu.run(BUDGET);
+  assert.ok(e.reason === "io" && e.port === 0x11, `got ${e.reason}`);
+  setSyncReg(run, "rip", syncReg(run, "rip") + 3n); // → `other`
+  assert.equal(vcpu.run(BUDGET).reason, "hlt");
+  assert.equal(vcpu.getRegs().rbx, 5n);
 });
 
 Deno.test("lazy flags survive an exit and a re-entry without register writes", () => {

@@ -199,6 +199,10 @@ export function run(runBase: i32, budget: i32): i32 {
   // RUN/S, the mode, TLB, fetch window, debug state and the lazy flags (finish() stored
   // them as VS_RFLAGS) are all still current, so nothing is reloaded.
   const dirty = load<u32>(runBase + VCPU_STATE_OFFSET + VS_DIRTY);
+  // ... and if its last exit came from the fast lane, RIP is where that exit left it and
+  // plainStepping() still holds (see plainExit).
+  let clean = plainExit && runBase == lastRun && dirty == 0;
+  plainExit = false;
   if (runBase != lastRun || dirty != 0) {
     if (runBase == lastRun && dirty == DIRTY_REGS_ONLY) enterRegs();
     else enter(runBase);
@@ -215,19 +219,29 @@ export function run(runBase: i32, budget: i32): i32 {
   if (sync != 0) {
     if (sync < 0) return RUN_EINVAL;
     enterRegs(); // the registers it loaded: RFLAGS and the mode
+    clean = false;
   }
   // Everything rare at entry behind one test (pending completions, events, immediate_exit).
   const pf = load<u32>(S + VS_PENDING_FLAGS);
   const replays = load<u32>(S + VS_REPLAY_COUNT);
   const immediate = <u32>load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT);
   if ((pf | replays | immediate) != 0 || mode == MODE_V86 || eventsPending) {
-    if (completeFast(pf, replays, immediate)) return resumeFast(budget);
+    if (completeFast(pf, replays, immediate, clean)) return resumeFast(budget);
     const r = entrySlow(pf);
     if (r >= 0) return r;
     return runLoop(budget, false);
   }
-  return plainStepping() ? resumeFast(budget) : runLoop(budget, false);
+  return clean || plainStepping() ? resumeFast(budget) : runLoop(budget, false);
 }
+
+/**
+ * The last exit came straight out of the fast lane (resumeFast's stepFast): fastRun ran
+ * under plainStepping() and none of the instructions it runs changes what that reads (TF,
+ * RF, breakpoints, guest single-step, the interrupt shadow), nor RIP after the exit. Until
+ * TS writes the vCPU's state (VS_DIRTY) or kvm_run's sync regs, or another vCPU runs here,
+ * the next entry needs neither check again. Cleared at every entry.
+ */
+let plainExit: bool = false;
 
 /**
  * VS_DIRTY after nothing but KVM_SET_REGS: bit 1 alone (bit 0, the full refresh, is what
@@ -263,11 +277,13 @@ function enter(runBase: i32): void {
  * commit it (IN: the data into RAX) and retire it as completePending() does.
  * False: take entrySlow().
  */
-@inline function completeFast(pf: u32, replays: u32, immediate: u32): bool {
+@inline function completeFast(pf: u32, replays: u32, immediate: u32, clean: bool): bool {
   const inRax = pf == (PEND_PIO_IN | PEND_PIO_IN_RAX);
   const inReg = pf == (PEND_MMIO_READ | PEND_MMIO_READ_REG);
   if ((pf != PEND_PIO_OUT && pf != PEND_MMIO_WRITE && !inRax && !inReg) || replays != 1 || immediate != 0 ||
-    mode == MODE_V86 || eventsPending || rip() != load<u64>(S + VS_PENDING_INSN_RIP) || !plainStepping()) return false;
+    mode == MODE_V86 || eventsPending) return false;
+  // `clean` (run()): RIP and plainStepping() are as the fast lane's exit left them.
+  if (!clean && (rip() != load<u64>(S + VS_PENDING_INSN_RIP) || !plainStepping())) return false;
   store<u32>(S + VS_PENDING_FLAGS, 0);
   // IN (KVM's complete_fast_pio_in): the data userspace left in the PIO page, the IN's size
   // from its replay fragment.
@@ -291,7 +307,11 @@ function enter(runBase: i32): void {
   }
   const k = stepFast(budget);
   if (k < 0) return runLoop(budget, true);
-  if (status == ST_EXIT) return finishExit();
+  if (status == ST_EXIT) {
+    const r = finishExit();
+    plainExit = true;
+    return r;
+  }
   // A fault (#GP from an IO permission or RDMSR check, say): delivered as runLoop would, which
   // then looks again at what is per-instruction (the delivery may have changed it).
   if (status != ST_OK) return deliverPending() ? runLoop(budget - k, false) : finishExit();
