@@ -43,6 +43,10 @@
 //   kept between instructions, so there is no cache to invalidate). A fast lane
 //   in front of the opcode switch takes INC/DEC r32 + JZ/JNZ (the usual loop
 //   counter) with fewer checks; the switch fuses every other pair.
+// - Nothing it runs changes what run.ts plainStepping() reads (TF, RF, DR7 and the
+//   breakpoints, guest single-step, the interrupt shadow): run() relies on that to
+//   re-enter after a fast-lane exit without checking again (run.ts plainExit). An
+//   instruction that does (POPF, IRET, STI, MOV SS, MOV DRn) stays out of fastRun.
 // - Flags go through flags.ts like everywhere else (setLazy*, cond): keeping
 //   them in locals here was measured slower (register spills in the loop).
 // - Translated loops (jit.ts): at every taken backward branch whose target is
