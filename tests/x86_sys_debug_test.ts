@@ -45,6 +45,35 @@ Deno.test("without guest debug, INT3 is #BP in the guest (trap: frame RIP after 
   assert.equal(g.stack(1)[0], BigInt(g.at("after")));
 });
 
+// After an exit the fetch window is warm and the re-entry goes through the fast lane (assembly/x86/fastrun.ts),
+// which makes the INT3 exit itself under USE_SW_BP and leaves the guest's #BP to the general path.
+for (const mode of ["long", "protected"] as const) {
+  Deno.test(`USE_SW_BP INT3 from the fast lane (${mode} mode): the same exit fields, RIP at it, not retired`, () => {
+    const g = guest(`out 0x10, al\nout 0x11, al\nbrk: int3\nbrk_hlt: hlt`, mode);
+    g.vcpu.setGuestDebug({ control: SW });
+    g.expect("io");
+    g.expect("io");
+    const before = g.vcpu.instructions;
+    const e = g.expect("debug");
+    assert.deepEqual([e.exception, e.pc, e.dr6, e.dr7], [3, BigInt(g.at("brk")), 0xffff0ff0n, 0x400n]);
+    assert.equal(g.rip, BigInt(g.at("brk")));
+    assert.equal(g.vcpu.instructions - before, 1, "the second OUT retired; the INT3 did not");
+    g.vcpu.setRegs({ rip: BigInt(g.at("brk") + 1) });
+    g.hltAt("brk_hlt"); // the debugger stepped over it
+  });
+}
+
+Deno.test("without guest debug, INT3 from the fast lane is #BP in the guest (frame RIP after the INT3)", () => {
+  const g = guest(`out 0x10, al\nout 0x11, al\nint3\nafter: hlt\nh3: hlt`);
+  g.gatesFromLabels();
+  g.expect("io");
+  g.expect("io");
+  const rsp = g.reg("rsp");
+  g.hltAt("h3");
+  assert.equal(g.stack(1)[0], BigInt(g.at("after")));
+  assert.equal(rsp - g.reg("rsp"), 40n, "one 64-bit interrupt frame (SS, RSP, RFLAGS, CS, RIP) pushed");
+});
+
 Deno.test("USE_HW_BP execute breakpoint: exit before the instruction with B0 in dr6, dr7 reported; RF steps over it", () => {
   const g = guest(`mov eax, 1\nbrk: mov ebx, 2\nmov ecx, 3\nhlt`);
   g.vcpu.setGuestDebug({ control: HW, debugreg: [BigInt(g.at("brk")), 0n, 0n, 0n, 0n, 0n, 0n, dr7(0, 0)] });

@@ -29,7 +29,9 @@
 //   just retires.
 //   HLT (F4, no prefix) runs as fastStep runs it: it commits (RIP past it) and
 //   exits, and counts as retired (runIp past it); at CPL > 0 its #GP returns
-//   with runIp at it.
+//   with runIp at it. INT3 (CC, no prefix) under KVM_GUESTDBG_USE_SW_BP makes
+//   its KVM_EXIT_DEBUG (sys_int.ts execInt3: RIP and runIp at it, not retired);
+//   without it fastRun stops there and the general path delivers the #BP.
 // - Memory operands only in 64-bit mode (DS/SS base 0, no limits, no
 //   prefixes so no FS/GS): a TLB hit with the right permission on a
 //   page-contained access goes straight to the host page, like fastRead /
@@ -65,7 +67,8 @@ import { tlbEntry } from "./tlb";
 import { jitIp, jitProbe } from "./jit";
 import { ST_EXIT, ST_OK, rip, setRip, status } from "./cpu";
 import { setInsnStart, setNextIp, setRex } from "./decode_state";
-import { sysCpuid, sysHlt, sysIn, sysOut, sysRdmsr } from "./exec_system";
+import { sysCpuid, sysHlt, sysIn, sysInt3, sysOut, sysRdmsr } from "./exec_system";
+import { swBpDebug } from "./debug";
 import { outsbFast } from "./io";
 import { mmioLoadFinal, mmioStoreFinal, pendLoadReg } from "./mem";
 import { ringTick } from "../kvm/coalesced";
@@ -517,6 +520,14 @@ export function fastRun(ip0: u64, n: i32, m64: bool, wLo: u64, span: u64, wDelta
         if (rep) { runIp = ip; return i; } // RIP stays at the REP for every element, as KVM's emulator leaves it
         runIp = ip + 1;
         return i + 1; // OUTSB retired before its exit
+      }
+      case 0xcc: { // INT3 under KVM_GUESTDBG_USE_SW_BP: the debug exit, RIP at the INT3 (sys_int.ts execInt3)
+        // Without it the guest's #BP is delivered: the general path does that.
+        if (pre != 0 || !swBpDebug()) { runIp = ip; return i; }
+        beginAt(ip, 1);
+        sysInt3();
+        runIp = ip; // not retired: the debugger steps over it or resumes at it
+        return i;
       }
       case 0xf4: { // HLT: commits, then exits (KVM_EXIT_HLT), as fastStep's HLT
         if (pre != 0) { runIp = ip; return i; }
