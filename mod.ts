@@ -23,6 +23,9 @@ export type { MsrDef } from "./src/abi/msrs.ts";
 
 // Exits.
 export {
+  debugException,
+  debugPcHi,
+  debugPcLo,
   decodeExit,
   exitReasonOf,
   immediateExit,

@@ -10,6 +10,7 @@
 import { exitReasonName, KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { type BusAccess, type BusDevice, fillBytes } from "../src/devices/bus.ts";
 import {
+  debugException,
   decodeExit,
   ioCount,
   ioIsOut,
@@ -373,8 +374,7 @@ export function switchStep(p: BenchPath, vcpu: GuestVcpu, sink: Sink): (n: numbe
           const reason = vcpu.runRaw();
           switch (reason) {
             case K.KVM_EXIT_DEBUG: {
-              const exit = decodeExit(run);
-              if (exit.reason !== "debug" || exit.exception !== 3) unexpected(p, vcpu, reason);
+              if (debugException(run) !== 3) unexpected(p, vcpu, reason);
               fn(vcpu, sink);
               break;
             }

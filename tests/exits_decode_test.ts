@@ -7,6 +7,9 @@ import { field, layOut } from "../src/abi/layout.ts";
 import { KVM_RUN } from "../src/abi/kvm_structs.ts";
 import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import {
+  debugException,
+  debugPcHi,
+  debugPcLo,
   decodeExit,
   exitReasonOf,
   ioCount,
@@ -177,6 +180,16 @@ Deno.test("MSR exit accessors read what decodeExit reads and write what setData(
   assert.equal(dv.getBigUint64(off("msr.data"), true), 0x00000005ffffffffn);
   setMsrError(run);
   assert.equal(u8[off("msr.error")], 1);
+});
+
+Deno.test("debug exit accessors read what decodeExit reads", () => {
+  const { run, dv } = fab(K.KVM_EXIT_DEBUG);
+  dv.setUint32(off("debug.arch.exception"), 3, true);
+  dv.setBigUint64(off("debug.arch.pc"), 0xffffffff81234567n, true);
+  const e = decodeExit(run);
+  assert.ok(e.reason === "debug");
+  assert.equal(debugException(run), e.exception);
+  assert.equal(BigInt(debugPcHi(run)) << 32n | BigInt(debugPcLo(run)), e.pc);
 });
 
 Deno.test("decodeExit() x86_wrmsr carries the written value", () => {

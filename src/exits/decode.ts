@@ -254,6 +254,17 @@ export function setMsrData(run: KvmRun, lo: number, hi: number): void {
 export function setMsrError(run: KvmRun): void {
   run.u8[run.base + MSR_ERROR] = 1;
 }
+/** `kvm_run.debug.arch.exception` of a KVM_EXIT_DEBUG (1: #DB, 3: #BP). */
+export function debugException(run: KvmRun): number {
+  return run.u32[(run.base + DEBUG_EXCEPTION) >>> 2]!;
+}
+/** The low and high 32 bits of `kvm_run.debug.arch.pc` (the linear address of the instruction). */
+export function debugPcLo(run: KvmRun): number {
+  return run.u32[(run.base + DEBUG_PC) >>> 2]!;
+}
+export function debugPcHi(run: KvmRun): number {
+  return run.u32[((run.base + DEBUG_PC) >>> 2) + 1]!;
+}
 /** `kvm_run.immediate_exit`. */
 export function immediateExit(run: KvmRun): number {
   return run.u8[run.base + IMMEDIATE_EXIT]!;
