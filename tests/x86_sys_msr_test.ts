@@ -10,6 +10,10 @@ import { KVM_CONSTANTS as K } from "../src/abi/constants.ts";
 import { defaultCpuid } from "../src/x86/cpuid.ts";
 import type { CpuidEntry } from "../src/x86/cpuid.ts";
 import { guest } from "./x86_sys_harness.ts";
+import { assemble } from "../src/asm/x86.ts";
+import { createVmWithOneVcpu } from "../src/x86/setup.ts";
+import { releaseWatchdog } from "../src/backends/kvm/mod.ts";
+import { NO_KVM } from "./support/kvm_guard.ts";
 import { layOut, offsetOf } from "../src/abi/layout.ts";
 import { VCPU_STATE } from "../src/abi/vcpu_state.ts";
 
@@ -200,6 +204,67 @@ Deno.test("user-space WRMSR exit completes past the WRMSR; the unknown MSR is no
   const e = g.expect("x86_wrmsr");
   assert.equal(e.data, 0x200000001n);
   g.hltAt("done");
+});
+
+Deno.test("user-space RDMSR exit with immediate_exit: the next run completes it into EDX:EAX and returns KVM_EXIT_INTR", () => {
+  const g = guest(`mov ecx, 0xc0011234\ninsn: rdmsr\nmov ebx, 1\ndone: hlt`);
+  g.vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_UNKNOWN);
+  g.expect("x86_rdmsr").setData(0x11223344_55667788n);
+  g.vcpu.immediateExit = true;
+  assert.equal(g.vcpu.runRaw(), K.KVM_EXIT_INTR);
+  g.vcpu.immediateExit = false;
+  const r = g.vcpu.getRegs();
+  assert.deepEqual([r.rax, r.rdx, r.rbx, r.rip], [0x55667788n, 0x11223344n, 0n, BigInt(g.at("insn") + 2)]);
+  g.hltAt("done");
+  assert.equal(g.reg("rbx"), 1n);
+});
+
+// KVM completes a user-space MSR exit with kvm_skip_emulated_instruction, which single-steps right after
+// the RDMSR (checked on this host's /dev/kvm too): the debug exit comes before the next instruction runs.
+for (const backend of NO_KVM === undefined ? (["sim", "kvm"] as const) : (["sim"] as const)) {
+  Deno.test(`user-space RDMSR exit, then KVM_GUESTDBG_SINGLESTEP (${backend}): the debug exit right after the RDMSR`, () => {
+    const { bytes, labels } = assemble(`mov ecx, 0xc0011234\ninsn: rdmsr\nmov ebx, 1\nhlt`, {
+      bits: 64,
+      origin: 0x1000,
+    });
+    const { vm, vcpu } = createVmWithOneVcpu({ code: bytes, mode: "long", load: 0x1000, backend });
+    try {
+      vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_UNKNOWN);
+      const e = vcpu.run(100_000);
+      assert.ok(e.reason === "x86_rdmsr", `got ${e.reason}`);
+      e.setData(7n);
+      vcpu.setGuestDebug({ control: K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_SINGLESTEP });
+      const d = vcpu.run(100_000);
+      assert.ok(d.reason === "debug", `got ${d.reason}`);
+      const r = vcpu.getRegs();
+      assert.deepEqual([r.rax, r.rbx, r.rip], [7n, 0n, BigInt(labels.get("insn")! + 2)]);
+      assert.equal(d.pc, r.rip);
+    } finally {
+      vm.close();
+      releaseWatchdog();
+    }
+  });
+}
+
+Deno.test("user-space RDMSR exit in an STI shadow: its completion ends the shadow (kvm_skip_emulated_instruction)", () => {
+  const g = guest(`mov ecx, 0xc0011234\nsti\nrdmsr\ndone: hlt`);
+  g.vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_UNKNOWN);
+  g.expect("x86_rdmsr").setData(1n);
+  assert.equal(g.vcpu.getEvents().interrupt.shadow, 1, "the RDMSR exited inside the STI shadow");
+  g.hltAt("done");
+  assert.equal(g.vcpu.getEvents().interrupt.shadow, 0);
+});
+
+Deno.test("user-space RDMSR exit with the guest's TF set: #DB into the guest right after the RDMSR", () => {
+  const g = guest(`mov ecx, 0xc0011234\ninsn: rdmsr\nafter: mov ebx, 1\nhlt\nh1: hlt`);
+  g.gatesFromLabels();
+  g.vm.enableUserSpaceMsr(K.KVM_MSR_EXIT_REASON_UNKNOWN);
+  const e = g.expect("x86_rdmsr");
+  e.setData(7n);
+  g.vcpu.setRegs({ rflags: g.vcpu.getRegs().rflags | 0x100n });
+  g.hltAt("h1");
+  assert.equal(g.stack(1)[0], BigInt(g.at("after")), "the #DB trap's frame: RIP after the RDMSR");
+  assert.equal(g.reg("rbx"), 0n);
 });
 
 Deno.test("MSR filter: a denied in-kernel RDMSR exits with FILTER; without FILTER in the mask it is #GP", () => {

@@ -147,9 +147,13 @@ function commitMmioWrite(): void {
     load<u8>(S + VS_INTERRUPT_SHADOW) == 0;
 }
 
-/** Complete the exit the last run() returned with (data from kvm_run / the PIO page). */
-function completePending(pf: u32): void {
-  if (pf == 0) return;
+/**
+ * Complete the exit the last run() returned with (data from kvm_run / the PIO page).
+ * True when that retired an RDMSR / WRMSR / hypercall here, outside step(): its end of
+ * instruction (instructionEnd) is then due.
+ */
+function completePending(pf: u32): bool {
+  if (pf == 0) return false;
   store<u32>(S + VS_PENDING_FLAGS, 0);
   if ((pf & (PEND_PIO_OUT | PEND_MMIO_WRITE)) != 0) {
     // The data went out with the exit: retire the instruction by moving RIP (KVM's
@@ -159,24 +163,30 @@ function completePending(pf: u32): void {
       retirePending();
       replayClear();
     }
-    return;
+    return false;
   }
   if ((pf & PEND_MMIO_READ) != 0) replayCompleteLast(load<u64>(RUN + KVM_RUN_MMIO_DATA));
   if ((pf & PEND_PIO_IN) != 0) replayCompleteLast(<u64>load<u32>(RUN + KVM_PIO_PAGE_OFFSET * PAGE_SIZE));
   if ((pf & (PEND_RDMSR | PEND_WRMSR)) != 0) {
-    if (load<u8>(RUN + KVM_RUN_MSR_ERROR) != 0) { gp0(); return; }
-    if ((pf & PEND_RDMSR) != 0) {
-      const v = load<u64>(RUN + KVM_RUN_MSR_DATA);
-      setReg64(RAX, v & 0xffffffff);
-      setReg64(RDX, v >> 32);
-    }
+    if (load<u8>(RUN + KVM_RUN_MSR_ERROR) != 0) { gp0(); return false; }
+    if ((pf & PEND_RDMSR) != 0) rdmsrDataIn();
     retirePending();
+    return true;
   }
   if ((pf & PEND_HYPERCALL) != 0) {
     const r = load<u64>(RUN + KVM_RUN_HYPERCALL_RET);
     setReg64(RAX, mode == MODE_LONG ? r : r & 0xffffffff);
     retirePending();
+    return true;
   }
+  return false;
+}
+
+/** An RDMSR answered by user space: kvm_run.msr.data into EDX:EAX. */
+@inline function rdmsrDataIn(): void {
+  const v = load<u64>(RUN + KVM_RUN_MSR_DATA);
+  setReg64(RAX, v & 0xffffffff);
+  setReg64(RDX, v >> 32);
 }
 
 /** The instruction that exited completes now: RIP moves past it and it counts as retired (like an IN or OUT). */
@@ -226,7 +236,9 @@ export function run(runBase: i32, budget: i32): i32 {
   const replays = load<u32>(S + VS_REPLAY_COUNT);
   const immediate = <u32>load<u8>(RUN + KVM_RUN_IMMEDIATE_EXIT);
   if ((pf | replays | immediate) != 0 || mode == MODE_V86 || eventsPending) {
-    if (completeFast(pf, replays, immediate, clean)) return resumeFast(budget);
+    if (completeFast(pf, replays, immediate, clean) || completeMsrFast(pf, replays, immediate, clean)) {
+      return resumeFast(budget);
+    }
     const r = entrySlow(pf);
     if (r >= 0) return r;
     return runLoop(budget, false);
@@ -296,6 +308,20 @@ function enter(runBase: i32): void {
 }
 
 /**
+ * A user-space RDMSR / WRMSR exit answered without an error (kvm_run.msr.error 0) with
+ * nothing else due (as completeFast): RDMSR's data into EDX:EAX and the instruction
+ * retired, as completePending does (KVM's complete_fast_msr_access). False: take entrySlow().
+ */
+@inline function completeMsrFast(pf: u32, replays: u32, immediate: u32, clean: bool): bool {
+  if ((pf != PEND_RDMSR && pf != PEND_WRMSR) || replays != 0 || immediate != 0 || mode == MODE_V86 || eventsPending ||
+    load<u8>(RUN + KVM_RUN_MSR_ERROR) != 0 || !(clean || plainStepping())) return false;
+  store<u32>(S + VS_PENDING_FLAGS, 0);
+  if (pf == PEND_RDMSR) rdmsrDataIn();
+  retirePending();
+  return true;
+}
+
+/**
  * Entry with nothing to replay and nothing per-instruction on (after a fast completion,
  * or with nothing pending): fastRun straight from RIP, the way the next exit usually
  * comes, then runLoop for the rest of the budget.
@@ -334,7 +360,13 @@ function entrySlow(pf: u32): i32 {
     return finish(KVM_EXIT_MMIO);
   }
   if (mode == MODE_V86) { internalErrorEmulation(); return finishExit(); }
-  completePending(pf);
+  const shadow = load<u8>(S + VS_INTERRUPT_SHADOW) != 0;
+  if (completePending(pf)) {
+    // KVM completes these with kvm_skip_emulated_instruction: the shadow ends, and a
+    // single-step exits (or #DB) right after the instruction, before the guest runs on.
+    const r = instructionEnd(getFlags(), shadow, 0);
+    if (r >= 0) return r;
+  }
   replayRewind();
   if (status == ST_FAULT) {
     // e.g. msr.error != 0: #GP at the RDMSR/WRMSR.
@@ -363,6 +395,39 @@ function entrySlow(pf: u32): i32 {
     eventsPending = false;
     setStatus(ST_OK);
     deliverEvent(<i32>load<u8>(S + VS_EXC_NR), load<u8>(S + VS_EXC_HAS_ERROR) != 0, load<u32>(S + VS_EXC_ERROR_CODE), rip(), false);
+    if (status == ST_EXIT) return finishExit();
+  }
+  return -1;
+}
+
+/**
+ * The end of an instruction on the per-instruction path (runLoop after step(), and
+ * entrySlow after a completion retired an RDMSR / WRMSR / hypercall, as KVM's
+ * kvm_skip_emulated_instruction ends one): the interrupt shadow ends, RF clears, then
+ * the debug traps in order: data breakpoints hit (`hits`), guest debug single-step
+ * (KVM_EXIT_DEBUG with DR6.BS), TF (#DB into the guest). `f`: RFLAGS before the
+ * instruction; `shadow`: it ran in an interrupt shadow. Returns the exit reason when one
+ * of them exits, -1 to go on.
+ */
+function instructionEnd(f: u64, shadow: bool, hits: u32): i32 {
+  if (shadow) store<u8>(S + VS_INTERRUPT_SHADOW, 0);
+  if ((f & RFLAGS_RF) != 0) setFlags(getFlags() & ~RFLAGS_RF);
+  if (hits != 0) {
+    if (hwBpDebug()) {
+      debugExit(EXC_DB, linRip(), DR6_FIXED | <u64>hits);
+      return finishExit();
+    }
+    guestDr6Set(<u64>hits);
+    deliverEvent(EXC_DB, false, 0, rip(), false);
+    if (status == ST_EXIT) return finishExit();
+  }
+  if (singleStepDebug()) {
+    debugExit(EXC_DB, linRip(), DR6_FIXED | DR6_BS);
+    return finishExit();
+  }
+  if ((f & RFLAGS_TF) != 0 && !shadow) {
+    guestDr6Set(DR6_BS);
+    deliverEvent(EXC_DB, false, 0, rip(), false);
     if (status == ST_EXIT) return finishExit();
   }
   return -1;
@@ -410,26 +475,8 @@ function runLoop(budget: i32, plain: bool): i32 {
       if (status == ST_OK) {
         done++;
         replayClear();
-        if (shadow) store<u8>(S + VS_INTERRUPT_SHADOW, 0);
-        if ((f & RFLAGS_RF) != 0) setFlags(getFlags() & ~RFLAGS_RF);
-        if (dataBpHits != 0) {
-          if (hwBpDebug()) {
-            debugExit(EXC_DB, linRip(), DR6_FIXED | <u64>dataBpHits);
-            return finishExit();
-          }
-          guestDr6Set(<u64>dataBpHits);
-          deliverEvent(EXC_DB, false, 0, rip(), false);
-          if (status == ST_EXIT) return finishExit();
-        }
-        if (singleStepDebug()) {
-          debugExit(EXC_DB, linRip(), DR6_FIXED | DR6_BS);
-          return finishExit();
-        }
-        if ((f & RFLAGS_TF) != 0 && !shadow) {
-          guestDr6Set(DR6_BS);
-          deliverEvent(EXC_DB, false, 0, rip(), false);
-          if (status == ST_EXIT) return finishExit();
-        }
+        const r = instructionEnd(f, shadow, dataBpHits);
+        if (r >= 0) return r;
         continue;
       }
     }
