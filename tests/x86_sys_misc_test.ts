@@ -147,6 +147,15 @@ Deno.test("VMMCALL: CPL 3 → -KVM_EPERM; 32-bit mode truncates nr/args and the 
   assert.equal(w.reg("rax"), neg(22n), "gfn + npages wraps");
 });
 
+Deno.test("VMMCALL MAP_GPA_RANGE exit, then KVM_GUESTDBG_SINGLESTEP: the debug exit right after the VMMCALL", () => {
+  const g = guest(`mov eax, 12\nmov ebx, 0x200000\nmov ecx, 1\ninsn: vmmcall\nafter: mov esi, 5\nhlt`);
+  g.vm.enableHypercallExit(1 << K.KVM_HC_MAP_GPA_RANGE);
+  g.expect("hypercall").setReturn(0n);
+  g.vcpu.setGuestDebug({ control: K.KVM_GUESTDBG_ENABLE | K.KVM_GUESTDBG_SINGLESTEP });
+  const d = g.expect("debug");
+  assert.deepEqual([d.pc, g.rip, g.reg("rsi"), g.reg("rax")], [BigInt(g.at("after")), BigInt(g.at("after")), 0n, 0n]);
+});
+
 Deno.test("VMMCALL MAP_GPA_RANGE exit: nr/args/flags, RIP at the VMMCALL during the exit; 32-bit: no LONG_MODE flag, ret truncated", () => {
   const g = guest(`mov eax, 12\nmov ebx, 0x200000\nmov ecx, 3\nmov edx, 0x10\ninsn: vmmcall\ndone: hlt`, "protected");
   g.vm.enableHypercallExit(1 << K.KVM_HC_MAP_GPA_RANGE);
