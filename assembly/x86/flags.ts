@@ -87,13 +87,28 @@ export let flagsOther: u64 = 2;
   return (~<u64>popcnt<u32>(<u32>v & 0xff) & 1) << 2;
 }
 
+// One formula per flag and op kind, shared by the single-flag readers (getCF, getOF, getAF:
+// Jcc, ADC, ...) and by getOszapc (every exit), which computes all six in one switch.
+@inline function cfAdc(r: u64, a: u64, c: u64): bool { return c != 0 ? r <= a : r < a; }
+@inline function cfSbb(a: u64, b: u64, c: u64): bool { return c != 0 ? a <= b : a < b; }
+@inline function ofAdd(a: u64, b: u64, r: u64, sb: u64): bool { return ((a ^ r) & (b ^ r) & sb) != 0; }
+@inline function ofSub(a: u64, b: u64, r: u64, sb: u64): bool { return ((a ^ b) & (a ^ r) & sb) != 0; }
+/** OF of INC: 0x7f.. + 1; of DEC: 0x80.. - 1. */
+@inline function ofInc(r: u64, sb: u64): bool { return r == sb; }
+@inline function ofDec(r: u64, sb: u64): bool { return r == sb - 1; }
+/** AF of ADD/ADC/SUB/SBB (the carry out of bit 3) as the AF bit itself, 0 or AF. */
+@inline function afArith(a: u64, b: u64, r: u64): u64 { return (a ^ b ^ r) & AF; }
+@inline function afInc(r: u64): bool { return (r & 0xf) == 0; }
+@inline function afDec(r: u64): bool { return (r & 0xf) == 0xf; }
+@inline function bit(on: bool, f: u64): u64 { return on ? f : 0; }
+
 @inline export function getCF(): bool {
   switch (ccOp) {
     case CC_EAGER: return (ccFlags & CF) != 0;
     case CC_ADD: return ccRes < ccA;
-    case CC_ADC: return ccCarry != 0 ? ccRes <= ccA : ccRes < ccA;
+    case CC_ADC: return cfAdc(ccRes, ccA, ccCarry);
     case CC_SUB: return ccA < ccB;
-    case CC_SBB: return ccCarry != 0 ? ccA <= ccB : ccA < ccB;
+    case CC_SBB: return cfSbb(ccA, ccB, ccCarry);
     case CC_LOGIC: return false;
     default: return ccCarry != 0; // INC, DEC
   }
@@ -111,12 +126,10 @@ export let flagsOther: u64 = 2;
   const sb = signBit(ccSize);
   switch (ccOp) {
     case CC_EAGER: return (ccFlags & OF) != 0;
-    case CC_ADD: case CC_ADC:
-      return ((ccA ^ ccRes) & (ccB ^ ccRes) & sb) != 0;
-    case CC_SUB: case CC_SBB:
-      return ((ccA ^ ccB) & (ccA ^ ccRes) & sb) != 0;
-    case CC_INC: return ccRes == sb; // 0x7f.. + 1
-    case CC_DEC: return ccRes == sb - 1; // 0x80.. - 1
+    case CC_ADD: case CC_ADC: return ofAdd(ccA, ccB, ccRes, sb);
+    case CC_SUB: case CC_SBB: return ofSub(ccA, ccB, ccRes, sb);
+    case CC_INC: return ofInc(ccRes, sb);
+    case CC_DEC: return ofDec(ccRes, sb);
     default: return false; // LOGIC
   }
 }
@@ -128,21 +141,26 @@ export function getPF(): bool {
 @inline export function getAF(): bool {
   if (ccOp == CC_EAGER) return (ccFlags & AF) != 0;
   if (ccOp == CC_LOGIC) return false;
-  if (ccOp == CC_INC) return (ccRes & 0xf) == 0;
-  if (ccOp == CC_DEC) return (ccRes & 0xf) == 0xf;
-  return ((ccA ^ ccB ^ ccRes) & 0x10) != 0;
+  if (ccOp == CC_INC) return afInc(ccRes);
+  if (ccOp == CC_DEC) return afDec(ccRes);
+  return afArith(ccA, ccB, ccRes) != 0;
 }
 
-/** The six arithmetic flags, materialised. */
+/** The six arithmetic flags, materialised: PF/ZF/SF from the result, CF/OF/AF in one switch on the op kind. */
 export function getOszapc(): u64 {
-  if (ccOp == CC_EAGER) return ccFlags;
-  let f: u64 = parity(ccRes);
-  if (getCF()) f |= CF;
-  if (getAF()) f |= AF;
-  if (ccRes == 0) f |= ZF;
-  if ((ccRes & signBit(ccSize)) != 0) f |= SF;
-  if (getOF()) f |= OF;
-  return f;
+  const op = ccOp;
+  if (op == CC_EAGER) return ccFlags;
+  const r = ccRes, a = ccA, b = ccB, sb = signBit(ccSize);
+  const f: u64 = parity(r) | bit(r == 0, ZF) | bit((r & sb) != 0, SF);
+  switch (op) {
+    case CC_ADD: return f | bit(r < a, CF) | bit(ofAdd(a, b, r, sb), OF) | afArith(a, b, r);
+    case CC_ADC: return f | bit(cfAdc(r, a, ccCarry), CF) | bit(ofAdd(a, b, r, sb), OF) | afArith(a, b, r);
+    case CC_SUB: return f | bit(a < b, CF) | bit(ofSub(a, b, r, sb), OF) | afArith(a, b, r);
+    case CC_SBB: return f | bit(cfSbb(a, b, ccCarry), CF) | bit(ofSub(a, b, r, sb), OF) | afArith(a, b, r);
+    case CC_LOGIC: return f;
+    case CC_INC: return f | bit(ccCarry != 0, CF) | bit(ofInc(r, sb), OF) | bit(afInc(r), AF);
+    default: return f | bit(ccCarry != 0, CF) | bit(ofDec(r, sb), OF) | bit(afDec(r), AF); // DEC
+  }
 }
 
 /** RFLAGS, materialised (bit 1 set). */
