@@ -12,7 +12,11 @@
  * apic_base and the exit count — at the real kvm_run and state-block offsets,
  * with no decoding at all. Its time per exit is what the JS loop, the JS→WASM
  * call and those stores cost on this machine: no core that keeps KVM's one exit
- * per KVM_RUN can go below it. Prints both medians per exit.
+ * per KVM_RUN can go below it. A third core, `assembly/floor/checked.ts` (built here
+ * with asc), runs the same KVM_RUN with every check and store kvmsim's run() does on
+ * this path but without decoding, as a core that translated the exit-to-exit path ahead
+ * of time would: its time bounds what such a translation could reach. Prints the three
+ * medians per exit.
  *
  * @module
  */
@@ -101,6 +105,18 @@ class FloorVcpu {
   }
 }
 
+/**
+ * The checked core's vCPU: FloorVcpu with a runRaw of its own, so that each call site
+ * into WASM sees one core only (shared, the call into two cores is polymorphic and both
+ * rows get slower).
+ */
+class CheckedVcpu extends FloorVcpu {
+  override runRaw(budget = 1 << 24): number {
+    this.kvmRun.generation++;
+    return this.core.f(this.runBase, budget);
+  }
+}
+
 const memory = new WebAssembly.Memory({ initial: 16, maximum: 16, shared: true });
 const floorCore = new WebAssembly.Instance(new WebAssembly.Module(floorModule() as Uint8Array<ArrayBuffer>), {
   env: { memory },
@@ -110,17 +126,85 @@ const floorSink: Sink = { calls: 0, sum: 0 };
 const floorStep = switchStep(PATH, floorVcpu as unknown as GuestVcpu, floorSink);
 const real = preparePath(PATH);
 
+/** The checked core: built from assembly/floor/checked.ts, run on a VM of its own that one real exit brought to the loop. */
+async function checkedStep(sink: Sink): Promise<{ step: (n: number) => number; verify(): void }> {
+  const dir = await Deno.makeTempDir();
+  const out = `${dir}/checked.wasm`;
+  const root = new URL("../", import.meta.url);
+  const asc = await new Deno.Command("node", {
+    args: [
+      "node_modules/assemblyscript/bin/asc.js",
+      "assembly/floor/checked.ts",
+      "-o",
+      out,
+      "--runtime",
+      "stub",
+      "-O3",
+      "--noAssert",
+      "--importMemory",
+      "--sharedMemory",
+      "--enable",
+      "threads",
+      "--initialMemory",
+      "1",
+      "--maximumMemory",
+      "65535",
+      "--memoryBase",
+      "49152",
+      "--noExportMemory",
+    ],
+    cwd: root,
+  }).output();
+  if (asc.code !== 0) throw new Error(`asc assembly/floor/checked.ts: ${new TextDecoder().decode(asc.stderr)}`);
+  const prep = preparePath(PATH);
+  prep.step(1); // the first OUT exit: RIP at the OUT, its completion pending
+  const { vm, vcpu } = prep;
+  const outIp = vcpu.getRegs().rip, jmpIp = outIp + 1n;
+  const code = vm.guestView(Number(jmpIp), 2);
+  if (code[0] !== 0xeb || code[1] !== 0xfd) {
+    throw new Error(`expected jmp -3 (eb fd) at 0x${jmpIp.toString(16)}, got ${[...code]}`);
+  }
+  const core = new WebAssembly.Instance(new WebAssembly.Module(Deno.readFileSync(out) as Uint8Array<ArrayBuffer>), {
+    env: { memory: vm.memory },
+  }).exports as {
+    run(runBase: number, budget: number): number;
+    setTrace(r: number, ip: bigint, h: number, t: bigint): void;
+  };
+  core.setTrace(vcpu.runBase, jmpIp, vm.gpa2hva(Number(jmpIp)), outIp);
+  const fake = new CheckedVcpu({ f: core.run }, vcpu.runBase, vm.memory.buffer as SharedArrayBuffer);
+  const step = switchStep(PATH, fake as unknown as GuestVcpu, sink);
+  const insns0 = vcpu.instructions;
+  return {
+    step,
+    // The state it left is the one kvmsim's own core leaves: two instructions per exit, and
+    // kvmsim's core goes on from it.
+    verify() {
+      if (vcpu.instructions - insns0 !== 2 * sink.calls) {
+        throw new Error(`checked core: ${vcpu.instructions - insns0} instructions for ${sink.calls} exits`);
+      }
+      prep.step(1000);
+    },
+  };
+}
+const checkedSink: Sink = { calls: 0, sum: 0 };
+const checked = await checkedStep(checkedSink);
+
 const time = (step: (n: number) => number) => {
   let n = 0;
   const t0 = performance.now();
   while (performance.now() - t0 < ms) n += step(10_000);
   return (performance.now() - t0) * 1e6 / n;
 };
-time(floorStep), time(real.step); // warm-up
-const floorNs: number[] = [], realNs: number[] = [];
+time(floorStep), time(checked.step), time(real.step); // warm-up
+const floorNs: number[] = [], checkedNs: number[] = [], realNs: number[] = [];
 for (let r = 0; r < rounds; r++) {
   floorNs.push(time(floorStep));
+  checkedNs.push(time(checked.step));
   realNs.push(time(real.step));
+}
+checked.verify();
+if (checkedSink.calls === 0 || checkedSink.sum !== ((checkedSink.calls * BYTE) | 0)) {
+  throw new Error(`checked core: ${checkedSink.calls} handler calls, byte sum ${checkedSink.sum}`);
 }
 if (floorSink.calls === 0 || floorSink.sum !== ((floorSink.calls * BYTE) | 0)) {
   throw new Error(`floor core: ${floorSink.calls} handler calls, byte sum ${floorSink.sum}`);
@@ -128,4 +212,5 @@ if (floorSink.calls === 0 || floorSink.sum !== ((floorSink.calls * BYTE) | 0)) {
 const fmt = (a: number[]) => `${median(a).toFixed(1)} ns (${Math.min(...a).toFixed(1)}–${Math.max(...a).toFixed(1)})`;
 console.log(`${PATH.path} JS loop, ${rounds} alternating rounds of ${ms} ms, ns per exit (median, min–max):`);
 console.log(`  floor core (the exit's stores only): ${fmt(floorNs)}`);
+console.log(`  checked core (all checks, no decode): ${fmt(checkedNs)}`);
 console.log(`  kvmsim core:                         ${fmt(realNs)}`);
