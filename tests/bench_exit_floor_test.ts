@@ -1,5 +1,6 @@
-// bench/exit_floor.ts: the floor core runs the io-out/switch JS loop (its handler counts every byte it
-// was given) beside kvmsim's core, and the script prints both; a bad argument is an error.
+// bench/exit_floor.ts: the floor core and the checked core (assembly/floor/checked.ts, which the script
+// builds and whose guest state it verifies) run the io-out/switch JS loop (its handler counts every byte
+// it was given) beside kvmsim's core, and the script prints all three; a bad argument is an error.
 import assert from "node:assert/strict";
 
 const script = new URL("../bench/exit_floor.ts", import.meta.url).pathname;
@@ -7,13 +8,14 @@ const run = (...args: string[]) =>
   new Deno.Command(Deno.execPath(), { args: ["run", "-A", script, ...args], stdout: "piped", stderr: "piped" })
     .outputSync();
 
-Deno.test("exit_floor prints the floor core's and kvmsim's ns per exit on the io-out/switch loop", () => {
+Deno.test("exit_floor prints the floor, checked and kvmsim cores' ns per exit on the io-out/switch loop", () => {
   const out = run("--rounds", "1", "--ms", "20");
   const text = new TextDecoder().decode(out.stdout);
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   const ns = [...text.matchAll(/: +([0-9.]+) ns \(/g)].map((m) => Number(m[1]));
   assert.match(text, /^io-out\/switch JS loop, 1 alternating rounds of 20 ms/);
-  assert.equal(ns.length, 2, text);
+  assert.equal(ns.length, 3, text);
+  assert.match(text, /floor core .*\n.*checked core .*\n.*kvmsim core/, text);
   for (const n of ns) assert.ok(n > 0 && Number.isFinite(n), text);
 });
 
