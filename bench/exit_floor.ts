@@ -31,6 +31,7 @@ import type { GuestVcpu } from "../src/backends/types.ts";
 import { PATHS, type Sink } from "./paths.ts";
 import { preparePath, switchStep } from "./run_path.ts";
 import { median } from "./stats.ts";
+import { ascArgs } from "../scripts/asc_args.ts";
 
 const args = [...Deno.args];
 let rounds = 7, ms = 300;
@@ -132,27 +133,7 @@ async function checkedStep(sink: Sink): Promise<{ step: (n: number) => number; v
   const out = `${dir}/checked.wasm`;
   const root = new URL("../", import.meta.url);
   const asc = await new Deno.Command("node", {
-    args: [
-      "node_modules/assemblyscript/bin/asc.js",
-      "assembly/floor/checked.ts",
-      "-o",
-      out,
-      "--runtime",
-      "stub",
-      "-O3",
-      "--noAssert",
-      "--importMemory",
-      "--sharedMemory",
-      "--enable",
-      "threads",
-      "--initialMemory",
-      "1",
-      "--maximumMemory",
-      "65535",
-      "--memoryBase",
-      "49152",
-      "--noExportMemory",
-    ],
+    args: ascArgs("assembly/floor/checked.ts", out),
     cwd: root,
   }).output();
   if (asc.code !== 0) throw new Error(`asc assembly/floor/checked.ts: ${new TextDecoder().decode(asc.stderr)}`);

@@ -6,39 +6,14 @@
  * @module
  */
 import { generateAbi } from "./gen_abi.ts";
-import { STATIC_SIZE } from "../src/abi/memory_map.ts";
+import { ascArgs } from "./asc_args.ts";
 
 const root = new URL("../", import.meta.url);
 await Deno.writeTextFile(new URL("assembly/abi.generated.ts", root), generateAbi());
 await Deno.mkdir(new URL("build/", root), { recursive: true });
 
-// The module is compiled for the largest memory; each VM imports its own
-// memory with initial == maximum <= this (design.md §2).
-const args = [
-  "assembly/index.ts",
-  "-o",
-  "build/kvmsim.wasm",
-  "--runtime",
-  "stub",
-  "-O3",
-  "--noAssert",
-  "--importMemory",
-  "--sharedMemory",
-  "--enable",
-  "threads",
-  "--initialMemory",
-  "1",
-  "--maximumMemory",
-  "65535",
-  "--memoryBase",
-  String(STATIC_SIZE / 2),
-  "--noExportMemory",
-  // Translated blocks (src/jit/) are appended to the instance's own table and
-  // called through it (assembly/x86/jit.ts).
-  "--importTable",
-];
 const cmd = new Deno.Command("node", {
-  args: ["node_modules/assemblyscript/bin/asc.js", ...args],
+  args: ascArgs("assembly/index.ts", "build/kvmsim.wasm", { importTable: true }),
   cwd: root,
   stdout: "inherit",
   stderr: "inherit",
