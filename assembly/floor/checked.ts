@@ -17,9 +17,9 @@ import {
   VS_INSTRUCTIONS, VS_INTERRUPT_SHADOW, VS_JIT, VS_PENDING_FLAGS, VS_PENDING_INSN_RIP, VS_PENDING_RIP, VS_REPLAY,
   VS_REPLAY_COUNT, VS_RFLAGS, VS_RIP, VS_TLB_GEN, VS_TSC,
 } from "../abi.generated";
+import { PEND_PIO_OUT } from "../x86/mem";
+import { RK_PIO_OUT } from "../x86/replay";
 
-const PEND_PIO_OUT: u32 = 32;
-const RK_PIO_OUT: u32 = 4;
 const PIO_DATA: i32 = KVM_PIO_PAGE_OFFSET * PAGE_SIZE;
 
 let lastRun: i32 = -1;

@@ -360,11 +360,11 @@ function entrySlow(pf: u32): i32 {
     return finish(KVM_EXIT_MMIO);
   }
   if (mode == MODE_V86) { internalErrorEmulation(); return finishExit(); }
-  const shadow = load<u8>(S + VS_INTERRUPT_SHADOW) != 0;
   if (completePending(pf)) {
     // KVM completes these with kvm_skip_emulated_instruction: the shadow ends, and a
     // single-step exits (or #DB) right after the instruction, before the guest runs on.
-    const r = instructionEnd(getFlags(), shadow, 0);
+    // (Completion changes neither RFLAGS nor the shadow.)
+    const r = instructionEnd(getFlags(), load<u8>(S + VS_INTERRUPT_SHADOW) != 0, 0);
     if (r >= 0) return r;
   }
   replayRewind();
