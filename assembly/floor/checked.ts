@@ -10,7 +10,7 @@
 // with if_flag and ready_for_interrupt_injection, cr8, apic_base, the exit count). What it
 // leaves out is decoding: its time is a bound for a translating exit path.
 import {
-  JIT_HOST, JIT_IP, JIT_SIZEOF, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_PIO_PAGE_OFFSET, KVM_RUN_APIC_BASE, KVM_RUN_CR8,
+  JIT_HOST, JIT_IP, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_PIO_PAGE_OFFSET, KVM_RUN_APIC_BASE, KVM_RUN_CR8,
   KVM_RUN_EXIT_REASON, KVM_RUN_IMMEDIATE_EXIT, KVM_RUN_IO_DATA_OFFSET, KVM_RUN_IO_DIRECTION, KVM_RUN_KVM_DIRTY_REGS,
   KVM_RUN_KVM_VALID_REGS, PAGE_SIZE, REPLAY_ADDR, REPLAY_DATA, REPLAY_KIND, REPLAY_SIZEOF, VCPU_STATE_OFFSET,
   VMC_COALESCED_NZONES, VMC_MEMSLOT_GEN, VM_CONTROL_BASE, VS_APIC_BASE, VS_CR8, VS_DIRTY, VS_EXITS, VS_GPR,
@@ -19,6 +19,7 @@ import {
 } from "../abi.generated";
 import { PEND_PIO_OUT } from "../x86/mem";
 import { RK_PIO_OUT } from "../x86/replay";
+import { jitSlot } from "../x86/jit";
 
 const PIO_DATA: i32 = KVM_PIO_PAGE_OFFSET * PAGE_SIZE;
 
@@ -41,7 +42,7 @@ export function setTrace(runBase: i32, ip: u64, host: i32, target: u64): void {
   jmpHost = host;
   code = load<u16>(host);
   outIp = target;
-  const e = runBase + VCPU_STATE_OFFSET + VS_JIT + (<i32>((ip ^ (ip >> 7)) & 63)) * JIT_SIZEOF;
+  const e = runBase + VCPU_STATE_OFFSET + VS_JIT + jitSlot(ip);
   store<u64>(e + JIT_IP, ip);
   store<u32>(e + JIT_HOST, <u32>host);
 }
@@ -79,7 +80,7 @@ export function run(runBase: i32, budget: i32): i32 {
   if (budget <= 0) unreachable();
   // The translation of the path at RIP: found by RIP and host address, its code checked.
   let rip = load<u64>(S + VS_RIP);
-  const e = S + VS_JIT + (<i32>((rip ^ (rip >> 7)) & 63)) * JIT_SIZEOF;
+  const e = S + VS_JIT + jitSlot(rip);
   if (rip != jmpIp || load<u64>(e + JIT_IP) != rip || load<u32>(e + JIT_HOST) != <u32>jmpHost ||
     load<u16>(jmpHost) != <u16>code) unreachable();
   // JMP rel8, then OUT DX, AL: CPL 0 (IOPL not needed), no coalesced zone.

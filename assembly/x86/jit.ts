@@ -52,8 +52,12 @@ let jitHi: i32 = 0;
 @external("env", "jitCompile")
 declare function jitCompile(host: i32, ip: u64, m64: i32, avail: i32): i32;
 
+/** Offset of the cache entry of `ip` from VS_JIT (also used by assembly/floor/checked.ts). */
+@inline export function jitSlot(ip: u64): i32 {
+  return (<i32>((ip ^ (ip >> 7)) & <u64>(JIT_ENTRIES - 1))) * JIT_SIZEOF;
+}
 @inline function entryOf(ip: u64): i32 {
-  return S + VS_JIT + (<i32>((ip ^ (ip >> 7)) & <u64>(JIT_ENTRIES - 1))) * JIT_SIZEOF;
+  return S + VS_JIT + jitSlot(ip);
 }
 
 /**
