@@ -145,7 +145,9 @@ async function checkedStep(sink: Sink): Promise<{ step: (n: number) => number; v
   if (code[0] !== 0xeb || code[1] !== 0xfd) {
     throw new Error(`expected jmp -3 (eb fd) at 0x${jmpIp.toString(16)}, got ${[...code]}`);
   }
-  const core = new WebAssembly.Instance(new WebAssembly.Module(Deno.readFileSync(out) as Uint8Array<ArrayBuffer>), {
+  const bytes = Deno.readFileSync(out);
+  Deno.removeSync(dir, { recursive: true });
+  const core = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), {
     env: { memory: vm.memory },
   }).exports as {
     run(runBase: number, budget: number): number;
